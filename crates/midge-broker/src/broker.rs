@@ -1,0 +1,543 @@
+//! The shared broker: session registry, subscription index, retained store, delayed wills
+//! and session expiry. Every connection calls into one `Broker` behind an `Arc`.
+//!
+//! Concurrency: no lock is held across the whole publish path. A publish takes the index
+//! read lock to find subscribers, releases it, then locks each target session briefly to
+//! queue the message. Lock order, where locks nest: sessions map, then one session, then
+//! timers; the index lock is never taken while a session lock is held.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use midge_codec::{
+    ClientId, ProtocolVersion, QoS, SubscriptionId, SubscriptionOptions, TopicFilter,
+};
+use parking_lot::{Mutex, RwLock};
+
+use crate::config::BrokerConfig;
+use crate::index::{Matches, Sub, SubscriptionIndex};
+use crate::message::{Delivery, Message};
+use crate::metrics::Metrics;
+use crate::retained::{RetainOutcome, RetainedStore};
+use crate::session::{
+    Attachment, EnqueueOutcome, Notify, QueueLimits, SessionHandle, SessionState,
+    StoredSubscription, WillMessage,
+};
+use crate::time::{secs, Timestamp};
+
+/// Session expiry interval meaning "never".
+pub const NEVER_EXPIRE: u32 = u32::MAX;
+
+/// Deadlines keyed by session uid, ordered by time.
+#[derive(Debug)]
+struct Deadlines<V> {
+    by_uid: HashMap<u64, (Timestamp, V)>,
+    order: BTreeSet<(Timestamp, u64)>,
+}
+
+impl<V> Default for Deadlines<V> {
+    fn default() -> Self {
+        Deadlines {
+            by_uid: HashMap::new(),
+            order: BTreeSet::new(),
+        }
+    }
+}
+
+impl<V> Deadlines<V> {
+    fn insert(&mut self, uid: u64, at: Timestamp, v: V) {
+        self.remove(uid);
+        self.order.insert((at, uid));
+        self.by_uid.insert(uid, (at, v));
+    }
+
+    fn remove(&mut self, uid: u64) -> Option<V> {
+        let (at, v) = self.by_uid.remove(&uid)?;
+        self.order.remove(&(at, uid));
+        Some(v)
+    }
+
+    fn pop_due(&mut self, now: Timestamp) -> Vec<(u64, V)> {
+        let mut out = Vec::new();
+        while let Some(&(at, uid)) = self.order.first() {
+            if at > now {
+                break;
+            }
+            self.order.pop_first();
+            if let Some((_, v)) = self.by_uid.remove(&uid) {
+                out.push((uid, v));
+            }
+        }
+        out
+    }
+
+    fn next(&self) -> Option<Timestamp> {
+        self.order.first().map(|&(t, _)| t)
+    }
+
+    fn len(&self) -> usize {
+        self.by_uid.len()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Timers {
+    wills: Deadlines<Message>,
+    expiries: Deadlines<ClientId>,
+}
+
+/// What a connection asks for when its CONNECT is accepted.
+#[derive(Debug)]
+pub struct ConnectRequest {
+    /// Client identifier (already assigned if the client sent an empty one).
+    pub client_id: ClientId,
+    /// Protocol of the connection.
+    pub protocol: ProtocolVersion,
+    /// Clean Start / Clean Session.
+    pub clean_start: bool,
+    /// Session expiry interval granted, seconds (`NEVER_EXPIRE` for 3.x persistent sessions).
+    pub expiry_secs: u32,
+    /// The will, if any.
+    pub will: Option<WillMessage>,
+    /// Queue limits for the session.
+    pub limits: QueueLimits,
+    /// Wakes the connection.
+    pub notify: Arc<dyn Notify>,
+}
+
+/// The session a connection is attached to.
+#[derive(Debug, Clone)]
+pub struct Attached {
+    /// The session.
+    pub session: Arc<SessionHandle>,
+    /// This connection's generation.
+    pub generation: u64,
+    /// Whether an existing session was resumed (CONNACK Session Present).
+    pub session_present: bool,
+}
+
+/// The broker.
+#[derive(Debug)]
+pub struct Broker {
+    config: BrokerConfig,
+    sessions: Mutex<HashMap<Box<str>, Arc<SessionHandle>>>,
+    index: RwLock<SubscriptionIndex>,
+    retained: RwLock<RetainedStore>,
+    timers: Mutex<Timers>,
+    next_uid: AtomicU64,
+    next_generation: AtomicU64,
+    /// Counters and gauges.
+    pub metrics: Metrics,
+}
+
+impl Broker {
+    /// A broker with no sessions.
+    pub fn new(config: BrokerConfig) -> Self {
+        Broker {
+            retained: RwLock::new(RetainedStore::new(config.max_retained_messages)),
+            config,
+            sessions: Mutex::new(HashMap::new()),
+            index: RwLock::new(SubscriptionIndex::new()),
+            timers: Mutex::new(Timers::default()),
+            next_uid: AtomicU64::new(1),
+            next_generation: AtomicU64::new(1),
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// Attaches a connection to its session, creating, resuming or replacing it, and taking
+    /// over from a connection that still holds the client id ([MQTT-3.1.4-3]).
+    pub fn connect(&self, req: ConnectRequest, now: Timestamp) -> Attached {
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        let attachment = Attachment {
+            generation,
+            notify: req.notify.clone(),
+        };
+        let mut wills = Vec::new();
+        let mut taken_over: Option<Arc<dyn Notify>> = None;
+        let mut discarded = None;
+        let mut sessions = self.sessions.lock();
+        let existing = sessions.get(req.client_id.as_str()).cloned();
+        let resumed = match existing {
+            Some(s) => {
+                let mut st = s.lock();
+                if let Some(old) = st.attachment.take() {
+                    taken_over = Some(old.notify);
+                    // The old connection's will is sent unless the new connection resumes
+                    // the session and the will has a delay (MQTT 5.0 section 3.1.3.2.2).
+                    if let Some(w) = st.will.take() {
+                        if req.clean_start || w.delay_secs == 0 {
+                            wills.push(w.message);
+                        }
+                    }
+                }
+                {
+                    let mut timers = self.timers.lock();
+                    timers.wills.remove(s.uid);
+                    timers.expiries.remove(s.uid);
+                }
+                if req.clean_start {
+                    drop(st);
+                    discarded = Some(s);
+                    None
+                } else {
+                    st.protocol = req.protocol;
+                    st.expiry_secs = req.expiry_secs;
+                    st.will = req.will.clone();
+                    st.attachment = Some(attachment.clone());
+                    st.expires_at = None;
+                    st.limits = req.limits;
+                    drop(st);
+                    s.set_online(true);
+                    Some(s)
+                }
+            }
+            None => None,
+        };
+        let (session, session_present) = match resumed {
+            Some(s) => (s, true),
+            None => {
+                let mut st = SessionState::new(req.protocol, req.expiry_secs, req.limits);
+                st.will = req.will;
+                st.attachment = Some(attachment);
+                let uid = self.next_uid.fetch_add(1, Ordering::Relaxed);
+                let s = Arc::new(SessionHandle::new(uid, req.client_id.clone(), st));
+                sessions.insert(Box::from(req.client_id.as_str()), s.clone());
+                (s, false)
+            }
+        };
+        drop(sessions);
+        if let Some(n) = taken_over {
+            n.notify();
+        }
+        if let Some(old) = discarded {
+            self.discard_session(&old, now);
+        }
+        for w in wills {
+            self.publish(w, None, now);
+        }
+        self.metrics
+            .connections_total
+            .fetch_add(1, Ordering::Relaxed);
+        Attached {
+            session,
+            generation,
+            session_present,
+        }
+    }
+
+    /// Detaches a connection from its session when the connection ends. `publish_will` is
+    /// false only after a normal DISCONNECT. `new_expiry` is the Session Expiry Interval of
+    /// a 5.0 DISCONNECT. Does nothing if the connection was already taken over.
+    pub fn disconnect(
+        &self,
+        session: &Arc<SessionHandle>,
+        generation: u64,
+        publish_will: bool,
+        new_expiry: Option<u32>,
+        now: Timestamp,
+    ) {
+        let (will, expiry) = {
+            let mut st = session.lock();
+            match &st.attachment {
+                Some(a) if a.generation == generation => {}
+                _ => return,
+            }
+            st.attachment = None;
+            session.set_online(false);
+            if let Some(e) = new_expiry {
+                st.expiry_secs = e;
+            }
+            let expiry = st.expiry_secs;
+            if expiry != 0 && expiry != NEVER_EXPIRE {
+                st.expires_at = Some(now + secs(expiry));
+            }
+            (st.will.take(), expiry)
+        };
+        if let Some(w) = will.filter(|_| publish_will) {
+            if w.delay_secs == 0 || expiry == 0 {
+                self.publish(w.message, None, now);
+            } else {
+                // Published when the delay passes or the session ends, whichever is first.
+                let at = now + secs(w.delay_secs.min(expiry));
+                self.timers.lock().wills.insert(session.uid, at, w.message);
+            }
+        }
+        if expiry == 0 {
+            self.end_session(session, now);
+        } else if expiry != NEVER_EXPIRE {
+            self.timers.lock().expiries.insert(
+                session.uid,
+                now + secs(expiry),
+                session.client_id.clone(),
+            );
+        }
+    }
+
+    /// Removes a session from the registry if it is still the registered one, then discards
+    /// it.
+    fn end_session(&self, session: &Arc<SessionHandle>, now: Timestamp) {
+        {
+            let mut sessions = self.sessions.lock();
+            match sessions.get(session.client_id.as_str()) {
+                Some(s) if s.uid == session.uid => {
+                    sessions.remove(session.client_id.as_str());
+                }
+                _ => {}
+            }
+        }
+        self.discard_session(session, now);
+    }
+
+    /// Drops a session's subscriptions and hands its shared-subscription messages to other
+    /// members of their groups.
+    fn discard_session(&self, session: &Arc<SessionHandle>, now: Timestamp) {
+        let (subs, pending) = {
+            let mut st = session.lock();
+            let subs: Vec<StoredSubscription> = st.subscriptions.drain().map(|(_, s)| s).collect();
+            (subs, st.drain_all())
+        };
+        {
+            let mut idx = self.index.write();
+            for s in &subs {
+                idx.remove(&s.filter, session.uid);
+            }
+        }
+        let mut moved = Vec::new();
+        {
+            let idx = self.index.read();
+            for d in pending {
+                let Some(key) = d.share.clone() else { continue };
+                let Ok(filter) = TopicFilter::try_from(&*key) else {
+                    continue;
+                };
+                if let Some(member) = idx.group(&filter).and_then(|g| g.pick()) {
+                    moved.push((member.session.clone(), d));
+                }
+            }
+        }
+        for (s, d) in moved {
+            self.count_enqueue(s.deliver(d, now));
+        }
+    }
+
+    /// Routes a message to every matching subscription and stores it if retained. Returns
+    /// the number of sessions it was queued for. `publisher` is the publishing session, for
+    /// No Local.
+    pub fn publish(
+        &self,
+        msg: Message,
+        publisher: Option<&Arc<SessionHandle>>,
+        now: Timestamp,
+    ) -> usize {
+        self.metrics
+            .messages_received
+            .fetch_add(1, Ordering::Relaxed);
+        let mut msg = msg;
+        // The expiry interval runs from the moment the broker publishes the message (for a
+        // will: when it is published, not when CONNECT arrived).
+        if let Some(interval) = msg.properties.message_expiry_interval {
+            msg.expires_at = Some(now + secs(interval));
+        }
+        let msg = Arc::new(msg);
+        if msg.retain && self.config.retain_available {
+            let outcome = self.retained.write().put(msg.clone());
+            if outcome == RetainOutcome::Full {
+                self.metrics
+                    .retained_dropped_full
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let publisher_uid = publisher.map(|p| p.uid);
+        let mut targets: Vec<(Arc<SessionHandle>, Delivery)> = Vec::new();
+        {
+            let idx = self.index.read();
+            let mut m = Matches::default();
+            idx.matches(msg.topic.as_str(), &mut m);
+            m.subs.sort_unstable_by_key(|s| s.session.uid);
+            for sub in m.subs {
+                if sub.options.no_local && Some(sub.session.uid) == publisher_uid {
+                    continue;
+                }
+                let qos = msg.qos.min(sub.options.qos);
+                let retain = sub.options.retain_as_published && msg.retain;
+                match targets.last_mut() {
+                    // Overlapping subscriptions of one session: one delivery at the highest
+                    // QoS with every subscription identifier ([MQTT-3.3.4-2], 3.1.1
+                    // [MQTT-3.3.5-1]).
+                    Some((s, d)) if s.uid == sub.session.uid && d.share.is_none() => {
+                        d.qos = d.qos.max(qos);
+                        d.retain |= retain;
+                        d.sub_ids.extend(sub.sub_id);
+                    }
+                    _ => targets.push((
+                        sub.session.clone(),
+                        Delivery {
+                            msg: msg.clone(),
+                            qos,
+                            retain,
+                            sub_ids: sub.sub_id.into_iter().collect(),
+                            share: None,
+                        },
+                    )),
+                }
+            }
+            for g in m.groups {
+                if let Some(sub) = g.pick() {
+                    targets.push((
+                        sub.session.clone(),
+                        Delivery {
+                            msg: msg.clone(),
+                            qos: msg.qos.min(sub.options.qos),
+                            retain: sub.options.retain_as_published && msg.retain,
+                            sub_ids: sub.sub_id.into_iter().collect(),
+                            share: Some(g.key.clone()),
+                        },
+                    ));
+                }
+            }
+        }
+        let n = targets.len();
+        for (s, d) in targets {
+            self.count_enqueue(s.deliver(d, now));
+        }
+        if n == 0 {
+            self.metrics
+                .messages_unrouted
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        n
+    }
+
+    fn count_enqueue(&self, outcome: EnqueueOutcome) {
+        match outcome {
+            EnqueueOutcome::Queued => {}
+            EnqueueOutcome::DroppedOldest | EnqueueOutcome::DroppedNew => {
+                self.metrics
+                    .dropped_queue_full
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            EnqueueOutcome::NotQueued => {
+                self.metrics
+                    .dropped_offline_qos0
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Adds or replaces a subscription of `session`. Returns true if it did not exist.
+    pub fn subscribe(
+        &self,
+        session: &Arc<SessionHandle>,
+        filter: &TopicFilter,
+        options: SubscriptionOptions,
+        sub_id: Option<SubscriptionId>,
+    ) -> bool {
+        let is_new = session.lock().add_subscription(StoredSubscription {
+            filter: filter.clone(),
+            options,
+            sub_id,
+        });
+        self.index.write().insert(
+            filter,
+            Sub {
+                session: session.clone(),
+                options,
+                sub_id,
+            },
+        );
+        is_new
+    }
+
+    /// Removes a subscription. Returns true if it existed.
+    pub fn unsubscribe(&self, session: &Arc<SessionHandle>, filter: &TopicFilter) -> bool {
+        let existed = session
+            .lock()
+            .subscriptions
+            .remove(filter.as_str())
+            .is_some();
+        self.index.write().remove(filter, session.uid);
+        existed
+    }
+
+    /// Retained messages matching a filter, for delivery on subscribe.
+    pub fn retained_matching(&self, filter: &TopicFilter, now: Timestamp) -> Vec<Arc<Message>> {
+        if !self.config.retain_available {
+            return Vec::new();
+        }
+        self.retained.read().matching(filter, now)
+    }
+
+    /// Fires due delayed wills and expires due sessions. Call at `next_deadline` or
+    /// periodically.
+    pub fn tick(&self, now: Timestamp) {
+        let (wills, expiries) = {
+            let mut t = self.timers.lock();
+            (t.wills.pop_due(now), t.expiries.pop_due(now))
+        };
+        for (_, w) in wills {
+            self.publish(w, None, now);
+        }
+        for (uid, client_id) in expiries {
+            let session = self.sessions.lock().get(client_id.as_str()).cloned();
+            let Some(s) = session.filter(|s| s.uid == uid) else {
+                continue;
+            };
+            let expired = {
+                let st = s.lock();
+                st.attachment.is_none() && st.expires_at.is_some_and(|t| t <= now)
+            };
+            if expired {
+                self.metrics
+                    .sessions_expired
+                    .fetch_add(1, Ordering::Relaxed);
+                self.end_session(&s, now);
+            }
+        }
+    }
+
+    /// The earliest pending will or session expiry.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        let t = self.timers.lock();
+        match (t.wills.next(), t.expiries.next()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Number of sessions (online and offline).
+    pub fn session_count(&self) -> usize {
+        self.sessions.lock().len()
+    }
+
+    /// The session of a client id, if any.
+    pub fn session(&self, client_id: &str) -> Option<Arc<SessionHandle>> {
+        self.sessions.lock().get(client_id).cloned()
+    }
+
+    /// Number of subscriptions.
+    pub fn subscription_count(&self) -> usize {
+        self.index.read().len()
+    }
+
+    /// Number of retained messages.
+    pub fn retained_count(&self) -> usize {
+        self.retained.read().len()
+    }
+
+    /// Number of delayed wills waiting.
+    pub fn pending_wills(&self) -> usize {
+        self.timers.lock().wills.len()
+    }
+
+    /// The granted QoS for a requested one.
+    pub fn grant_qos(&self, requested: QoS) -> QoS {
+        requested.min(self.config.max_qos)
+    }
+}

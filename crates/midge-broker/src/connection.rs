@@ -1,0 +1,904 @@
+//! The protocol state machine of one client connection, without I/O: packets in, packets
+//! out, time as a parameter. The server feeds it decoded packets and timeouts and writes
+//! what it puts in an `OutBuffer`.
+//!
+//! Lifecycle: `AwaitingConnect` until a valid CONNECT (anything else first is a protocol
+//! error, [MQTT-3.1.0-1]); `Active` while attached to a session; once any method returns a
+//! `CloseReason`, the server flushes the output and calls `finish` exactly once.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::num::{NonZeroU16, NonZeroU32};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use midge_codec::{
+    encoded_len, ClientId, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect,
+    DisconnectProperties, FilterEntry, MqttString, Packet, PacketId, ProtocolVersion, PubAck,
+    Publish, PublishProperties, QoS, QosPid, ReasonCode, ReasonProperties, RetainHandling, SubAck,
+    Subscribe, TopicName, UnsubAck, Unsubscribe,
+};
+
+use crate::broker::{Attached, Broker, ConnectRequest, NEVER_EXPIRE};
+use crate::message::{Delivery, Message};
+use crate::out::OutBuffer;
+use crate::session::{Notify, OutItem, QueueLimits, WillMessage};
+use crate::time::{secs, Timestamp};
+
+/// Why a connection ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client sent DISCONNECT with this reason code (0x00 normal, 0x04 with will, ...).
+    ClientDisconnect(ReasonCode),
+    /// The broker refused the CONNECT with this CONNACK code.
+    ConnectRefused(ReasonCode),
+    /// The client broke the protocol; 5.0 clients were sent DISCONNECT with this code.
+    ProtocolViolation(ReasonCode, String),
+    /// No CONNECT within the connect timeout.
+    ConnectTimeout,
+    /// Nothing received for 1.5 times the keep-alive.
+    KeepAliveTimeout,
+    /// Another connection took the client id over.
+    TakenOver,
+    /// The broker is shutting down.
+    ServerShutdown,
+    /// The network connection closed or failed.
+    ConnectionLost(String),
+}
+
+impl CloseReason {
+    /// True unless the client ended the connection with a normal DISCONNECT: the will is
+    /// published in every other case ([MQTT-3.1.2-8]).
+    pub fn publishes_will(&self) -> bool {
+        !matches!(self, CloseReason::ClientDisconnect(ReasonCode::Success))
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::ClientDisconnect(c) => write!(f, "client disconnected ({c})"),
+            CloseReason::ConnectRefused(c) => write!(f, "connect refused ({c})"),
+            CloseReason::ProtocolViolation(c, why) => write!(f, "protocol violation ({c}): {why}"),
+            CloseReason::ConnectTimeout => f.write_str("no CONNECT in time"),
+            CloseReason::KeepAliveTimeout => f.write_str("keep-alive timeout"),
+            CloseReason::TakenOver => f.write_str("session taken over"),
+            CloseReason::ServerShutdown => f.write_str("server shutting down"),
+            CloseReason::ConnectionLost(e) => write!(f, "connection lost: {e}"),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Active {
+    attached: Attached,
+    client_id: ClientId,
+    keep_alive: u16,
+    aliases: HashMap<u16, TopicName>,
+    client_max_packet: u32,
+    connect_expiry: u32,
+    resend: Vec<OutItem>,
+}
+
+#[derive(Debug)]
+enum State {
+    AwaitingConnect,
+    Active(Box<Active>),
+    Finished,
+}
+
+/// Facts about an accepted connection, for logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectInfo {
+    /// The client id (assigned if the client sent none).
+    pub client_id: ClientId,
+    /// Protocol version.
+    pub protocol: ProtocolVersion,
+    /// Effective keep-alive in seconds.
+    pub keep_alive: u16,
+    /// Whether a session was resumed.
+    pub session_present: bool,
+    /// Clean start requested.
+    pub clean_start: bool,
+}
+
+/// One connection's protocol state.
+#[derive(Debug)]
+pub struct Connection {
+    broker: Arc<Broker>,
+    notify: Arc<dyn Notify>,
+    state: State,
+    version: ProtocolVersion,
+    version_hint: Option<ProtocolVersion>,
+    pending: Vec<Packet>,
+    connect_deadline: Timestamp,
+    last_received: Timestamp,
+    disconnect_expiry: Option<u32>,
+}
+
+impl Connection {
+    /// A new connection that must send CONNECT within `connect_timeout`.
+    pub fn new(
+        broker: Arc<Broker>,
+        notify: Arc<dyn Notify>,
+        now: Timestamp,
+        connect_timeout: Duration,
+    ) -> Self {
+        Connection {
+            broker,
+            notify,
+            state: State::AwaitingConnect,
+            version: ProtocolVersion::V311,
+            version_hint: None,
+            pending: Vec::new(),
+            connect_deadline: now + connect_timeout,
+            last_received: now,
+            disconnect_expiry: None,
+        }
+    }
+
+    /// The protocol version (3.1.1 until CONNECT says otherwise).
+    pub fn version(&self) -> ProtocolVersion {
+        self.version
+    }
+
+    /// The client id once connected.
+    pub fn client_id(&self) -> Option<&ClientId> {
+        match &self.state {
+            State::Active(a) => Some(&a.client_id),
+            _ => None,
+        }
+    }
+
+    /// True once CONNECT has been accepted.
+    pub fn is_connected(&self) -> bool {
+        matches!(self.state, State::Active(_))
+    }
+
+    /// Looks at the first bytes of a connection before its CONNECT is decoded, to learn the
+    /// protocol level, so that a malformed 5.0 CONNECT is answered with a 5.0 CONNACK.
+    pub fn sniff_connect(&mut self, buf: &[u8]) {
+        if !matches!(self.state, State::AwaitingConnect) || self.version_hint.is_some() {
+            return;
+        }
+        self.version_hint = sniff_level(buf);
+    }
+
+    /// The earliest time at which `handle_timeout` must be called.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        match &self.state {
+            State::AwaitingConnect => Some(self.connect_deadline),
+            State::Active(a) if a.keep_alive > 0 => {
+                Some(self.last_received + Duration::from_millis(u64::from(a.keep_alive) * 1500))
+            }
+            _ => None,
+        }
+    }
+
+    /// Checks the connect timeout and keep-alive ([MQTT-3.1.2-22]).
+    pub fn handle_timeout(&mut self, now: Timestamp) -> Result<(), CloseReason> {
+        match self.next_deadline() {
+            Some(d) if now >= d => {
+                if matches!(self.state, State::AwaitingConnect) {
+                    Err(CloseReason::ConnectTimeout)
+                } else {
+                    self.send_disconnect(ReasonCode::KeepAliveTimeout, None);
+                    Err(CloseReason::KeepAliveTimeout)
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Answers a packet that could not be decoded: CONNACK or DISCONNECT with the reason code
+    /// for 5.0, nothing for 3.x; the connection then closes.
+    pub fn handle_decode_error(&mut self, err: &DecodeError) -> CloseReason {
+        let code = err.reason_code();
+        match &self.state {
+            State::AwaitingConnect => {
+                match (err, self.version_hint) {
+                    (DecodeError::UnsupportedProtocolVersion(level), _) => {
+                        // A level newer than 5 gets the 5.0 answer, older ones the 3.x one.
+                        self.version = if *level > 5 {
+                            ProtocolVersion::V5
+                        } else {
+                            ProtocolVersion::V311
+                        };
+                        self.push_connack_refusal(ReasonCode::UnsupportedProtocolVersion, None);
+                    }
+                    (_, Some(ProtocolVersion::V5)) => {
+                        self.version = ProtocolVersion::V5;
+                        self.push_connack_refusal(code, Some(err.to_string()));
+                    }
+                    _ => {}
+                }
+                CloseReason::ProtocolViolation(code, err.to_string())
+            }
+            _ => {
+                self.send_disconnect(code, Some(err.to_string()));
+                CloseReason::ProtocolViolation(code, err.to_string())
+            }
+        }
+    }
+
+    /// Handles one decoded packet.
+    pub fn handle_packet(
+        &mut self,
+        packet: Packet,
+        now: Timestamp,
+    ) -> Result<Option<ConnectInfo>, CloseReason> {
+        self.last_received = now;
+        if matches!(self.state, State::AwaitingConnect) {
+            return match packet {
+                Packet::Connect(c) => self.on_connect(*c, now).map(Some),
+                other => Err(CloseReason::ProtocolViolation(
+                    ReasonCode::ProtocolError,
+                    format!(
+                        "[MQTT-3.1.0-1] first packet was {} instead of CONNECT",
+                        other.packet_type()
+                    ),
+                )),
+            };
+        }
+        match packet {
+            Packet::Publish(p) => self.on_publish(p, now),
+            Packet::PubAck(a) => {
+                self.with_session(|s| {
+                    s.on_puback(a.packet_id);
+                });
+                Ok(())
+            }
+            Packet::PubRec(a) => self.on_pubrec(a),
+            Packet::PubRel(a) => self.on_pubrel(a),
+            Packet::PubComp(a) => {
+                self.with_session(|s| {
+                    s.on_pubcomp(a.packet_id);
+                });
+                Ok(())
+            }
+            Packet::Subscribe(s) => self.on_subscribe(s, now),
+            Packet::Unsubscribe(u) => self.on_unsubscribe(u),
+            Packet::PingReq => {
+                self.pending.push(Packet::PingResp);
+                Ok(())
+            }
+            Packet::Disconnect(d) => self.on_disconnect(d),
+            Packet::Connect(_) => Err(self.violation(
+                ReasonCode::ProtocolError,
+                "[MQTT-3.1.0-2] second CONNECT on a connection",
+            )),
+            Packet::Auth(_) => Err(self.violation(
+                ReasonCode::ProtocolError,
+                "[MQTT-4.12.0-1] AUTH without an authentication method in CONNECT",
+            )),
+            other => Err(self.violation(
+                ReasonCode::ProtocolError,
+                &format!("a client must not send {}", other.packet_type()),
+            )),
+        }
+        .map(|()| None)
+    }
+
+    /// Queues DISCONNECT 0x8B (5.0) before the broker closes the connection.
+    pub fn shutdown(&mut self) -> CloseReason {
+        self.send_disconnect(ReasonCode::ServerShuttingDown, None);
+        CloseReason::ServerShutdown
+    }
+
+    /// Moves pending packets and session deliveries into `out`. Returns `TakenOver` if
+    /// another connection took the session.
+    pub fn poll_output(&mut self, now: Timestamp, out: &mut OutBuffer) -> Result<(), CloseReason> {
+        let version = self.version;
+        for p in self.pending.drain(..) {
+            // Our own packets are built valid; an encode failure is a bug worth a log line,
+            // not a reason to stop serving the client.
+            if let Err(e) = out.push(&p, version) {
+                tracing::error!(error = %e, packet = %p.packet_type(), "cannot encode packet");
+            }
+        }
+        let State::Active(active) = &mut self.state else {
+            return Ok(());
+        };
+        let session = active.attached.session.clone();
+        let mut items = std::mem::take(&mut active.resend);
+        {
+            let mut st = session.lock();
+            let ours = st
+                .attachment
+                .as_ref()
+                .is_some_and(|a| a.generation == active.attached.generation);
+            if !ours {
+                drop(st);
+                self.send_disconnect(ReasonCode::SessionTakenOver, None);
+                for p in self.pending.drain(..) {
+                    let _ = out.push(&p, version);
+                }
+                return Err(CloseReason::TakenOver);
+            }
+            st.poll_deliveries(now, &mut items);
+        }
+        let max_packet = active.client_max_packet;
+        let mut too_large = Vec::new();
+        for item in items {
+            match item {
+                OutItem::PubRel(pid) => {
+                    let _ = out.push(&Packet::PubRel(PubAck::new(pid)), version);
+                }
+                OutItem::Publish { delivery, pid, dup } => {
+                    let Some(p) = build_publish(&delivery, pid, dup, version, now) else {
+                        continue;
+                    };
+                    let packet = Packet::Publish(p);
+                    if encoded_len(&packet, version) > max_packet as usize {
+                        // [MQTT-3.1.2-25]: discard as if it had been delivered.
+                        too_large.extend(pid);
+                        continue;
+                    }
+                    if let Packet::Publish(p) = &packet {
+                        if out.push_publish(p, version).is_ok() {
+                            self.broker
+                                .metrics
+                                .messages_sent
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        }
+        if !too_large.is_empty() {
+            self.broker
+                .metrics
+                .dropped_too_large
+                .fetch_add(too_large.len() as u64, Ordering::Relaxed);
+            let mut st = session.lock();
+            for pid in too_large {
+                st.discard_inflight(pid);
+            }
+            drop(st);
+            // Discarding opened the window: let the driver poll again.
+            self.notify.notify();
+        }
+        Ok(())
+    }
+
+    /// Ends the connection: detaches from the session, publishing or scheduling the will
+    /// unless the client disconnected normally. Idempotent.
+    pub fn finish(&mut self, reason: &CloseReason, now: Timestamp) {
+        let state = std::mem::replace(&mut self.state, State::Finished);
+        if let State::Active(a) = state {
+            self.broker.disconnect(
+                &a.attached.session,
+                a.attached.generation,
+                reason.publishes_will(),
+                self.disconnect_expiry,
+                now,
+            );
+        }
+    }
+
+    fn with_session(&mut self, f: impl FnOnce(&mut crate::session::SessionState)) {
+        if let State::Active(a) = &self.state {
+            f(&mut a.attached.session.lock());
+        }
+    }
+
+    fn violation(&mut self, code: ReasonCode, why: &str) -> CloseReason {
+        self.send_disconnect(code, Some(why.to_owned()));
+        CloseReason::ProtocolViolation(code, why.to_owned())
+    }
+
+    /// Queues a server DISCONNECT for 5.0 clients; 3.x has none, the socket just closes.
+    fn send_disconnect(&mut self, code: ReasonCode, reason: Option<String>) {
+        if !self.version.is_v5() || !matches!(self.state, State::Active(_)) {
+            return;
+        }
+        let properties = DisconnectProperties {
+            reason_string: reason.and_then(|r| MqttString::try_from(r).ok()),
+            ..Default::default()
+        };
+        self.pending
+            .push(Packet::Disconnect(Disconnect { code, properties }));
+    }
+
+    fn push_connack_refusal(&mut self, code: ReasonCode, reason: Option<String>) {
+        let properties = ConnAckProperties {
+            reason_string: reason
+                .filter(|_| self.version.is_v5())
+                .and_then(|r| MqttString::try_from(r).ok()),
+            ..Default::default()
+        };
+        self.pending.push(Packet::ConnAck(ConnAck {
+            session_present: false,
+            code,
+            properties,
+        }));
+    }
+
+    fn refuse(&mut self, code: ReasonCode, why: &str) -> CloseReason {
+        self.push_connack_refusal(code, Some(why.to_owned()));
+        CloseReason::ConnectRefused(code)
+    }
+
+    fn on_connect(&mut self, c: Connect, now: Timestamp) -> Result<ConnectInfo, CloseReason> {
+        self.version = c.protocol;
+        let v5 = c.protocol.is_v5();
+        let config = self.broker.config().clone();
+        if v5 && c.properties.authentication_method.is_some() {
+            return Err(self.refuse(
+                ReasonCode::BadAuthenticationMethod,
+                "enhanced authentication is not supported",
+            ));
+        }
+        let mut assigned = None;
+        let client_id = if c.client_id.is_empty() {
+            match c.protocol {
+                ProtocolVersion::V5 => {
+                    let id = self.assign_client_id(now);
+                    assigned = Some(id.clone());
+                    id
+                }
+                ProtocolVersion::V311 if c.clean_start => self.assign_client_id(now),
+                _ => {
+                    return Err(self.refuse(
+                        ReasonCode::ClientIdentifierNotValid,
+                        "[MQTT-3.1.3-8] a zero-length client id needs clean session",
+                    ))
+                }
+            }
+        } else {
+            c.client_id.clone()
+        };
+        if client_id.as_str().len() > config.max_client_id_len {
+            return Err(self.refuse(
+                ReasonCode::ClientIdentifierNotValid,
+                "client identifier too long",
+            ));
+        }
+        let mut keep_alive = c.keep_alive;
+        let mut server_keep_alive = None;
+        let max_ka = config.max_keep_alive_secs;
+        if v5 && max_ka > 0 && (keep_alive == 0 || keep_alive > max_ka) {
+            keep_alive = max_ka;
+            server_keep_alive = Some(max_ka);
+        }
+        let requested_expiry = c.properties.session_expiry_interval.unwrap_or(0);
+        let expiry = if v5 {
+            requested_expiry.min(config.max_session_expiry_secs)
+        } else if c.clean_start {
+            0
+        } else {
+            NEVER_EXPIRE.min(config.max_session_expiry_secs)
+        };
+        let will = match c.will {
+            Some(w) => {
+                if w.qos > config.max_qos {
+                    return Err(self.refuse(ReasonCode::QoSNotSupported, "will QoS not supported"));
+                }
+                if w.retain && !config.retain_available {
+                    return Err(self.refuse(ReasonCode::RetainNotSupported, "retain not supported"));
+                }
+                let props = w.properties;
+                Some(WillMessage {
+                    delay_secs: props.will_delay_interval.unwrap_or(0),
+                    message: Message {
+                        topic: w.topic,
+                        payload: w.payload,
+                        qos: w.qos,
+                        retain: w.retain,
+                        properties: PublishProperties {
+                            payload_format_indicator: props.payload_format_indicator,
+                            message_expiry_interval: props.message_expiry_interval,
+                            content_type: props.content_type,
+                            response_topic: props.response_topic,
+                            correlation_data: props.correlation_data,
+                            user_properties: props.user_properties,
+                            ..Default::default()
+                        },
+                        expires_at: None,
+                    },
+                })
+            }
+            None => None,
+        };
+        let client_receive_max = c
+            .properties
+            .receive_maximum
+            .map_or(u16::MAX, NonZeroU16::get);
+        let limits = QueueLimits {
+            max_inflight: config.max_inflight.min(client_receive_max).max(1),
+            max_messages: config.max_queued_messages,
+            max_bytes: config.max_queued_bytes,
+            policy: config.queue_full_policy,
+            queue_qos0_offline: config.queue_qos0_offline,
+        };
+        let attached = self.broker.connect(
+            ConnectRequest {
+                client_id: client_id.clone(),
+                protocol: c.protocol,
+                clean_start: c.clean_start,
+                expiry_secs: expiry,
+                will,
+                limits,
+                notify: self.notify.clone(),
+            },
+            now,
+        );
+        let session_present = attached.session_present;
+        let resend = if session_present {
+            attached.session.lock().resend_inflight()
+        } else {
+            Vec::new()
+        };
+        let mut properties = ConnAckProperties::default();
+        if v5 {
+            properties.receive_maximum = NonZeroU16::new(config.receive_maximum);
+            properties.maximum_packet_size = NonZeroU32::new(config.max_packet_size);
+            properties.topic_alias_maximum =
+                (config.topic_alias_maximum > 0).then_some(config.topic_alias_maximum);
+            properties.maximum_qos = (config.max_qos < QoS::ExactlyOnce).then_some(config.max_qos);
+            properties.retain_available = Some(config.retain_available);
+            properties.wildcard_subscription_available = Some(true);
+            properties.subscription_identifiers_available = Some(true);
+            properties.shared_subscription_available = Some(true);
+            properties.assigned_client_identifier = assigned.map(|id| id.as_mqtt_str().clone());
+            properties.server_keep_alive = server_keep_alive;
+            if expiry != requested_expiry {
+                properties.session_expiry_interval = Some(expiry);
+            }
+            if c.properties.request_response_information == Some(true) {
+                properties.response_information = MqttString::try_from(format!(
+                    "{}{}",
+                    config.response_information_prefix,
+                    client_id.as_str()
+                ))
+                .ok();
+            }
+        }
+        self.pending.push(Packet::ConnAck(ConnAck {
+            session_present,
+            code: ReasonCode::Success,
+            properties,
+        }));
+        self.state = State::Active(Box::new(Active {
+            attached,
+            client_id: client_id.clone(),
+            keep_alive,
+            aliases: HashMap::new(),
+            client_max_packet: c
+                .properties
+                .maximum_packet_size
+                .map_or(u32::MAX, NonZeroU32::get),
+            connect_expiry: expiry,
+            resend,
+        }));
+        Ok(ConnectInfo {
+            client_id,
+            protocol: c.protocol,
+            keep_alive,
+            session_present,
+            clean_start: c.clean_start,
+        })
+    }
+
+    fn assign_client_id(&self, now: Timestamp) -> ClientId {
+        let n = self
+            .broker
+            .metrics
+            .connections_total
+            .load(Ordering::Relaxed);
+        let ptr = Arc::as_ptr(&self.notify) as *const () as usize as u64;
+        let mixed = now.as_millis().rotate_left(17) ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ptr;
+        ClientId::try_from(format!("midge-{mixed:016x}")).unwrap_or_default()
+    }
+
+    fn on_publish(&mut self, p: Publish, now: Timestamp) -> Result<(), CloseReason> {
+        let config = self.broker.config();
+        let v5 = self.version.is_v5();
+        let max_qos = config.max_qos;
+        let retain_available = config.retain_available;
+        let alias_max = config.topic_alias_maximum;
+        let receive_max = config.receive_maximum;
+        if p.qos.qos() > max_qos {
+            return Err(self.violation(
+                ReasonCode::QoSNotSupported,
+                "[MQTT-3.2.2-11] QoS not supported",
+            ));
+        }
+        if p.retain && !retain_available {
+            return Err(self.violation(
+                ReasonCode::RetainNotSupported,
+                "[MQTT-3.2.2-14] retain not supported",
+            ));
+        }
+        if !p.properties.subscription_identifiers.is_empty() {
+            return Err(self.violation(
+                ReasonCode::ProtocolError,
+                "[MQTT-3.3.4-6] a client must not send a subscription identifier",
+            ));
+        }
+        let State::Active(active) = &mut self.state else {
+            return Ok(());
+        };
+        let topic = match (p.topic, p.properties.topic_alias) {
+            (topic, Some(alias)) if alias.get() > alias_max => {
+                let _ = topic;
+                return Err(self.violation(
+                    ReasonCode::TopicAliasInvalid,
+                    "[MQTT-3.3.2-9] topic alias greater than the topic alias maximum",
+                ));
+            }
+            (Some(t), Some(alias)) => {
+                active.aliases.insert(alias.get(), t.clone());
+                t
+            }
+            (Some(t), None) => t,
+            (None, Some(alias)) => match active.aliases.get(&alias.get()) {
+                Some(t) => t.clone(),
+                None => {
+                    return Err(self.violation(
+                        ReasonCode::ProtocolError,
+                        "[MQTT-3.3.4] topic alias not set on this connection",
+                    ))
+                }
+            },
+            (None, None) => {
+                return Err(self.violation(ReasonCode::ProtocolError, "PUBLISH without topic"));
+            }
+        };
+        let session = active.attached.session.clone();
+        let pid = p.qos.packet_id();
+        if v5
+            && p.properties.payload_format_indicator == Some(true)
+            && std::str::from_utf8(&p.payload).is_err()
+        {
+            // [MQTT-3.3.2-4]: not UTF-8 although it says so; refuse the message.
+            if let Some(pid) = pid {
+                self.push_ack(p.qos, pid, ReasonCode::PayloadFormatInvalid);
+            }
+            return Ok(());
+        }
+        if let QosPid::ExactlyOnce(pid) = p.qos {
+            let mut st = session.lock();
+            if st.incoming_qos2.contains(&pid.get()) {
+                // A duplicate before PUBREL: acknowledge again, deliver nothing.
+                drop(st);
+                self.push_ack(p.qos, pid, ReasonCode::Success);
+                return Ok(());
+            }
+            if st.incoming_qos2.len() >= usize::from(receive_max) {
+                drop(st);
+                return Err(self.violation(
+                    ReasonCode::ReceiveMaximumExceeded,
+                    "[MQTT-3.3.4-9] receive maximum exceeded",
+                ));
+            }
+            st.incoming_qos2.insert(pid.get());
+        }
+        let mut properties = p.properties;
+        properties.topic_alias = None;
+        let msg = Message {
+            topic,
+            payload: p.payload,
+            qos: p.qos.qos(),
+            retain: p.retain,
+            properties,
+            expires_at: None,
+        };
+        let matched = self.broker.publish(msg, Some(&session), now);
+        if let Some(pid) = pid {
+            let code = if matched == 0 {
+                ReasonCode::NoMatchingSubscribers
+            } else {
+                ReasonCode::Success
+            };
+            self.push_ack(p.qos, pid, code);
+        }
+        Ok(())
+    }
+
+    fn push_ack(&mut self, qos: QosPid, pid: PacketId, code: ReasonCode) {
+        let ack = PubAck {
+            packet_id: pid,
+            code,
+            properties: ReasonProperties::default(),
+        };
+        match qos {
+            QosPid::AtLeastOnce(_) => self.pending.push(Packet::PubAck(ack)),
+            QosPid::ExactlyOnce(_) => self.pending.push(Packet::PubRec(ack)),
+            QosPid::AtMostOnce => {}
+        }
+    }
+
+    fn on_pubrec(&mut self, a: PubAck) -> Result<(), CloseReason> {
+        let mut known = false;
+        self.with_session(|s| {
+            known = s.on_pubrec(a.packet_id, !a.code.is_error());
+        });
+        if a.code.is_error() {
+            return Ok(());
+        }
+        let mut rel = PubAck::new(a.packet_id);
+        if !known {
+            rel.code = ReasonCode::PacketIdentifierNotFound;
+        }
+        self.pending.push(Packet::PubRel(rel));
+        Ok(())
+    }
+
+    fn on_pubrel(&mut self, a: PubAck) -> Result<(), CloseReason> {
+        let mut known = false;
+        self.with_session(|s| {
+            known = s.incoming_qos2.remove(&a.packet_id.get());
+        });
+        let mut comp = PubAck::new(a.packet_id);
+        if !known {
+            comp.code = ReasonCode::PacketIdentifierNotFound;
+        }
+        self.pending.push(Packet::PubComp(comp));
+        Ok(())
+    }
+
+    fn on_subscribe(&mut self, s: Subscribe, now: Timestamp) -> Result<(), CloseReason> {
+        let State::Active(active) = &self.state else {
+            return Ok(());
+        };
+        let session = active.attached.session.clone();
+        let sub_id = s.properties.subscription_identifier;
+        let mut codes = Vec::with_capacity(s.subscriptions.len());
+        let mut retained = Vec::new();
+        for sub in s.subscriptions {
+            let filter = match sub.filter {
+                FilterEntry::Valid(f) => f,
+                FilterEntry::Invalid(..) => {
+                    codes.push(ReasonCode::TopicFilterInvalid);
+                    continue;
+                }
+            };
+            let granted = self.broker.grant_qos(sub.options.qos);
+            let mut options = sub.options;
+            options.qos = granted;
+            let is_new = self.broker.subscribe(&session, &filter, options, sub_id);
+            codes.push(match granted {
+                QoS::AtMostOnce => ReasonCode::Success,
+                QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
+                QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
+            });
+            // Retained messages are not sent for shared subscriptions (section 4.8.2).
+            let send_retained = !filter.is_shared()
+                && match options.retain_handling {
+                    RetainHandling::SendAtSubscribe => true,
+                    RetainHandling::SendIfNew => is_new,
+                    RetainHandling::DoNotSend => false,
+                };
+            if send_retained {
+                for msg in self.broker.retained_matching(&filter, now) {
+                    retained.push(Delivery {
+                        qos: msg.qos.min(granted),
+                        msg,
+                        retain: true,
+                        sub_ids: sub_id.into_iter().collect(),
+                        share: None,
+                    });
+                }
+            }
+        }
+        self.pending.push(Packet::SubAck(SubAck {
+            packet_id: s.packet_id,
+            properties: ReasonProperties::default(),
+            codes,
+        }));
+        for d in retained {
+            session.deliver(d, now);
+        }
+        Ok(())
+    }
+
+    fn on_unsubscribe(&mut self, u: Unsubscribe) -> Result<(), CloseReason> {
+        let State::Active(active) = &self.state else {
+            return Ok(());
+        };
+        let session = active.attached.session.clone();
+        let codes = u
+            .filters
+            .iter()
+            .map(|f| match f {
+                FilterEntry::Valid(f) => {
+                    if self.broker.unsubscribe(&session, f) {
+                        ReasonCode::Success
+                    } else {
+                        ReasonCode::NoSubscriptionExisted
+                    }
+                }
+                FilterEntry::Invalid(..) => ReasonCode::TopicFilterInvalid,
+            })
+            .collect();
+        self.pending.push(Packet::UnsubAck(UnsubAck {
+            packet_id: u.packet_id,
+            properties: ReasonProperties::default(),
+            codes: if self.version.is_v5() {
+                codes
+            } else {
+                Vec::new()
+            },
+        }));
+        Ok(())
+    }
+
+    fn on_disconnect(&mut self, d: Disconnect) -> Result<(), CloseReason> {
+        if let Some(e) = d.properties.session_expiry_interval {
+            let connect_expiry = match &self.state {
+                State::Active(a) => a.connect_expiry,
+                _ => 0,
+            };
+            if connect_expiry == 0 && e != 0 {
+                return Err(self.violation(
+                    ReasonCode::ProtocolError,
+                    "[MQTT-3.14.2-2] session expiry set on DISCONNECT after CONNECT had 0",
+                ));
+            }
+            self.disconnect_expiry = Some(e.min(self.broker.config().max_session_expiry_secs));
+        }
+        Err(CloseReason::ClientDisconnect(d.code))
+    }
+}
+
+/// Builds the PUBLISH for one delivery: QoS downgraded, subscription identifiers set, the
+/// message expiry interval reduced by the time the message waited ([MQTT-3.3.2-6]).
+fn build_publish(
+    d: &Delivery,
+    pid: Option<PacketId>,
+    dup: bool,
+    version: ProtocolVersion,
+    now: Timestamp,
+) -> Option<Publish> {
+    let qos = QosPid::from_parts(d.qos, pid)?;
+    let properties = if version.is_v5() {
+        let mut props = d.msg.properties.clone();
+        props.subscription_identifiers = d.sub_ids.clone();
+        if let Some(at) = d.msg.expires_at {
+            let left_ms = at.as_millis().saturating_sub(now.as_millis());
+            props.message_expiry_interval =
+                Some(u32::try_from(left_ms.div_ceil(1000)).unwrap_or(u32::MAX));
+        }
+        props
+    } else {
+        PublishProperties::default()
+    };
+    Some(Publish {
+        dup,
+        qos,
+        retain: d.retain,
+        topic: Some(d.msg.topic.clone()),
+        properties,
+        payload: d.msg.payload.clone(),
+    })
+}
+
+/// Reads the protocol level of a CONNECT from its first bytes, if they are there.
+fn sniff_level(buf: &[u8]) -> Option<ProtocolVersion> {
+    if buf.first()? >> 4 != 1 {
+        return None;
+    }
+    let mut i = 1;
+    while *buf.get(i)? & 0x80 != 0 {
+        i += 1;
+        if i > 4 {
+            return None;
+        }
+    }
+    i += 1;
+    let name_len = usize::from(u16::from_be_bytes([*buf.get(i)?, *buf.get(i + 1)?]));
+    let level = *buf.get(i + 2 + name_len)?;
+    match level {
+        5 => Some(ProtocolVersion::V5),
+        4 => Some(ProtocolVersion::V311),
+        3 => Some(ProtocolVersion::V31),
+        _ => None,
+    }
+}
+
+/// Seconds to milliseconds helper for tests and the server.
+pub fn keep_alive_deadline(last: Timestamp, keep_alive: u16) -> Timestamp {
+    last + secs(u32::from(keep_alive)) + secs(u32::from(keep_alive)) / 2
+}

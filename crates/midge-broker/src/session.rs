@@ -1,0 +1,558 @@
+//! Session state (MQTT 5.0 section 4.1): subscriptions, the queue of messages waiting to be
+//! sent, outbound QoS 1/2 messages in flight, inbound QoS 2 packet ids awaiting PUBREL, the
+//! will, and the expiry interval. A session outlives its connections.
+//!
+//! Invariants: `inflight` never holds more than the send window; packet ids in flight are
+//! unique; messages leave the queue in the order they entered it; queue limits are enforced
+//! on every enqueue.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use midge_codec::{
+    ClientId, PacketId, ProtocolVersion, QoS, SubscriptionId, SubscriptionOptions, TopicFilter,
+    TopicName,
+};
+use parking_lot::Mutex;
+
+use crate::config::QueueFullPolicy;
+use crate::message::{Delivery, Message};
+use crate::time::Timestamp;
+
+/// Wakes the task driving a session's connection when there is something to send.
+pub trait Notify: Send + Sync + fmt::Debug {
+    /// Something changed: poll the session.
+    fn notify(&self);
+}
+
+/// A will message waiting for its connection to end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WillMessage {
+    /// The message to publish.
+    pub message: Message,
+    /// Will Delay Interval in seconds (5.0); 0 publishes at once.
+    pub delay_secs: u32,
+}
+
+/// A subscription as the session remembers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSubscription {
+    /// The filter (possibly `$share/...`).
+    pub filter: TopicFilter,
+    /// Options, with the granted QoS.
+    pub options: SubscriptionOptions,
+    /// Subscription identifier (5.0).
+    pub sub_id: Option<SubscriptionId>,
+}
+
+/// Limits of one session's queues, from the broker config and the client's CONNECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Outbound QoS 1/2 messages in flight at once.
+    pub max_inflight: u16,
+    /// Queued messages.
+    pub max_messages: usize,
+    /// Queued payload bytes.
+    pub max_bytes: usize,
+    /// What to drop when full.
+    pub policy: QueueFullPolicy,
+    /// Queue QoS 0 messages while offline.
+    pub queue_qos0_offline: bool,
+}
+
+/// Why `enqueue` did not simply queue a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnqueueOutcome {
+    /// Queued.
+    Queued,
+    /// Queued after dropping the oldest queued message.
+    DroppedOldest,
+    /// Not queued: the queue is full.
+    DroppedNew,
+    /// Not queued: QoS 0 for an offline session.
+    NotQueued,
+}
+
+/// State of an outbound QoS 1/2 message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutState {
+    /// PUBLISH sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
+    Published,
+    /// PUBREC received and PUBREL sent, waiting for PUBCOMP.
+    Released,
+}
+
+/// An outbound message in flight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inflight {
+    /// Its packet id.
+    pub pid: PacketId,
+    /// The delivery (kept until acknowledged for redelivery; for `Released` only the id
+    /// matters).
+    pub delivery: Delivery,
+    /// Where it is in the flow.
+    pub state: OutState,
+}
+
+/// Something the connection must send for this session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutItem {
+    /// A PUBLISH; `pid` is `None` for QoS 0.
+    Publish {
+        /// The delivery.
+        delivery: Delivery,
+        /// Packet id for QoS 1/2.
+        pid: Option<PacketId>,
+        /// DUP flag (redelivery).
+        dup: bool,
+    },
+    /// A PUBREL to resend after reconnecting.
+    PubRel(PacketId),
+}
+
+/// The connection currently attached to a session.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    /// Generation of the connection; a newer connection with the same client id gets a new
+    /// generation and the old one learns it has been taken over.
+    pub generation: u64,
+    /// Wakes the connection's task.
+    pub notify: Arc<dyn Notify>,
+}
+
+/// The mutable state of a session, behind its mutex.
+#[derive(Debug)]
+pub struct SessionState {
+    /// Protocol of the last connection.
+    pub protocol: ProtocolVersion,
+    /// Subscriptions by full filter string.
+    pub subscriptions: HashMap<String, StoredSubscription>,
+    queue: VecDeque<Delivery>,
+    queued_bytes: usize,
+    inflight: VecDeque<Inflight>,
+    in_use: HashSet<u16>,
+    next_pid: u16,
+    /// Inbound QoS 2 packet ids received (PUBREC sent) and not yet released.
+    pub incoming_qos2: HashSet<u16>,
+    /// Session Expiry Interval in seconds; `u32::MAX` never expires.
+    pub expiry_secs: u32,
+    /// The will of the attached connection.
+    pub will: Option<WillMessage>,
+    /// The attached connection, if online.
+    pub attachment: Option<Attachment>,
+    /// When the session expires, while offline.
+    pub expires_at: Option<Timestamp>,
+    /// Queue limits.
+    pub limits: QueueLimits,
+    /// Messages dropped because the queue was full.
+    pub dropped_queue_full: u64,
+    /// Messages dropped because they expired while queued.
+    pub dropped_expired: u64,
+}
+
+/// A session shared between the registry, the subscription index and its connection.
+#[derive(Debug)]
+pub struct SessionHandle {
+    /// Unique id of this session object (a new session for the same client id gets a new
+    /// uid).
+    pub uid: u64,
+    /// The client identifier.
+    pub client_id: ClientId,
+    online: AtomicBool,
+    state: Mutex<SessionState>,
+}
+
+impl SessionHandle {
+    /// A new, empty, offline session.
+    pub fn new(uid: u64, client_id: ClientId, state: SessionState) -> Self {
+        SessionHandle {
+            uid,
+            client_id,
+            online: AtomicBool::new(state.attachment.is_some()),
+            state: Mutex::new(state),
+        }
+    }
+
+    /// Locks the state. Never hold this lock while taking the subscription index lock.
+    pub fn lock(&self) -> parking_lot::MutexGuard<'_, SessionState> {
+        self.state.lock()
+    }
+
+    /// True while a connection is attached (lock-free, may be momentarily stale).
+    pub fn is_online(&self) -> bool {
+        self.online.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_online(&self, online: bool) {
+        self.online.store(online, Ordering::Relaxed);
+    }
+
+    /// Queues a delivery and wakes the connection if one is attached.
+    pub fn deliver(&self, d: Delivery, now: Timestamp) -> EnqueueOutcome {
+        let (outcome, notify) = {
+            let mut st = self.lock();
+            let outcome = st.enqueue(d, now);
+            let notify = match outcome {
+                EnqueueOutcome::Queued | EnqueueOutcome::DroppedOldest => {
+                    st.attachment.as_ref().map(|a| a.notify.clone())
+                }
+                _ => None,
+            };
+            (outcome, notify)
+        };
+        if let Some(n) = notify {
+            n.notify();
+        }
+        outcome
+    }
+}
+
+impl SessionState {
+    /// A new empty session.
+    pub fn new(protocol: ProtocolVersion, expiry_secs: u32, limits: QueueLimits) -> Self {
+        SessionState {
+            protocol,
+            subscriptions: HashMap::new(),
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            inflight: VecDeque::new(),
+            in_use: HashSet::new(),
+            next_pid: 1,
+            incoming_qos2: HashSet::new(),
+            expiry_secs,
+            will: None,
+            attachment: None,
+            expires_at: None,
+            limits,
+            dropped_queue_full: 0,
+            dropped_expired: 0,
+        }
+    }
+
+    /// Queues a delivery, applying the queue limits.
+    pub fn enqueue(&mut self, d: Delivery, now: Timestamp) -> EnqueueOutcome {
+        if self.attachment.is_none() && d.qos == QoS::AtMostOnce && !self.limits.queue_qos0_offline
+        {
+            return EnqueueOutcome::NotQueued;
+        }
+        let weight = d.msg.weight();
+        let mut outcome = EnqueueOutcome::Queued;
+        while self.queue.len() >= self.limits.max_messages
+            || (self.queued_bytes + weight > self.limits.max_bytes && !self.queue.is_empty())
+        {
+            // Expired messages go first, whatever the policy.
+            if self.drop_expired(now) {
+                continue;
+            }
+            match self.limits.policy {
+                QueueFullPolicy::DropNewest => {
+                    self.dropped_queue_full += 1;
+                    return EnqueueOutcome::DroppedNew;
+                }
+                QueueFullPolicy::DropOldest => {
+                    if let Some(old) = self.queue.pop_front() {
+                        self.queued_bytes -= old.msg.weight();
+                        self.dropped_queue_full += 1;
+                        outcome = EnqueueOutcome::DroppedOldest;
+                    } else {
+                        break;
+                    }
+                }
+            }
+        }
+        if self.limits.max_messages == 0 || weight > self.limits.max_bytes {
+            self.dropped_queue_full += 1;
+            return EnqueueOutcome::DroppedNew;
+        }
+        self.queued_bytes += weight;
+        self.queue.push_back(d);
+        outcome
+    }
+
+    fn drop_expired(&mut self, now: Timestamp) -> bool {
+        let before = self.queue.len();
+        let mut bytes = 0;
+        self.queue.retain(|d| {
+            let keep = !d.msg.is_expired(now);
+            if !keep {
+                bytes += d.msg.weight();
+            }
+            keep
+        });
+        self.queued_bytes -= bytes;
+        let dropped = before - self.queue.len();
+        self.dropped_expired += dropped as u64;
+        dropped > 0
+    }
+
+    /// Number of queued (not yet sent) messages.
+    pub fn queued_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Payload bytes queued.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Number of outbound messages in flight.
+    pub fn inflight_len(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// The inflight messages in send order.
+    pub fn inflight(&self) -> impl Iterator<Item = &Inflight> {
+        self.inflight.iter()
+    }
+
+    /// Takes every queued delivery (the session is ending).
+    pub fn drain_all(&mut self) -> Vec<Delivery> {
+        self.queued_bytes = 0;
+        self.in_use.clear();
+        let mut out: Vec<Delivery> = self
+            .inflight
+            .drain(..)
+            .filter(|i| i.state == OutState::Published)
+            .map(|i| i.delivery)
+            .collect();
+        out.extend(self.queue.drain(..));
+        out
+    }
+
+    /// What to resend after a reconnect: every inflight message in its original order, as
+    /// PUBLISH with DUP set or as PUBREL ([MQTT-4.4.0-1]).
+    pub fn resend_inflight(&self) -> Vec<OutItem> {
+        self.inflight
+            .iter()
+            .map(|i| match i.state {
+                OutState::Published => OutItem::Publish {
+                    delivery: i.delivery.clone(),
+                    pid: Some(i.pid),
+                    dup: true,
+                },
+                OutState::Released => OutItem::PubRel(i.pid),
+            })
+            .collect()
+    }
+
+    /// Moves queued messages into flight while the send window allows, appending what to send
+    /// to `out`. Expired messages are dropped.
+    pub fn poll_deliveries(&mut self, now: Timestamp, out: &mut Vec<OutItem>) {
+        while let Some(front) = self.queue.front() {
+            if front.msg.is_expired(now) {
+                if let Some(d) = self.queue.pop_front() {
+                    self.queued_bytes -= d.msg.weight();
+                    self.dropped_expired += 1;
+                }
+                continue;
+            }
+            if front.qos != QoS::AtMostOnce
+                && self.inflight.len() >= usize::from(self.limits.max_inflight)
+            {
+                break;
+            }
+            let Some(d) = self.queue.pop_front() else {
+                break;
+            };
+            self.queued_bytes -= d.msg.weight();
+            if d.qos == QoS::AtMostOnce {
+                out.push(OutItem::Publish {
+                    delivery: d,
+                    pid: None,
+                    dup: false,
+                });
+                continue;
+            }
+            let pid = self.alloc_pid();
+            self.inflight.push_back(Inflight {
+                pid,
+                delivery: d.clone(),
+                state: OutState::Published,
+            });
+            out.push(OutItem::Publish {
+                delivery: d,
+                pid: Some(pid),
+                dup: false,
+            });
+        }
+    }
+
+    fn alloc_pid(&mut self) -> PacketId {
+        loop {
+            let v = self.next_pid;
+            self.next_pid = self.next_pid.checked_add(1).unwrap_or(1);
+            if !self.in_use.contains(&v) {
+                if let Some(pid) = PacketId::new(v) {
+                    self.in_use.insert(v);
+                    return pid;
+                }
+            }
+        }
+    }
+
+    fn position(&self, pid: PacketId) -> Option<usize> {
+        self.inflight.iter().position(|i| i.pid == pid)
+    }
+
+    fn remove_at(&mut self, pos: usize) {
+        if let Some(i) = self.inflight.remove(pos) {
+            self.in_use.remove(&i.pid.get());
+        }
+    }
+
+    /// PUBACK received: releases a QoS 1 message. False if the id was not in flight as QoS 1.
+    pub fn on_puback(&mut self, pid: PacketId) -> bool {
+        match self.position(pid) {
+            Some(pos)
+                if self.inflight[pos].delivery.qos == QoS::AtLeastOnce
+                    && self.inflight[pos].state == OutState::Published =>
+            {
+                self.remove_at(pos);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// PUBREC received. Returns true if a PUBREL must be sent: the id is a QoS 2 message in
+    /// flight and the code is a success. A failure code ends the flow ([MQTT-4.3.3]).
+    pub fn on_pubrec(&mut self, pid: PacketId, success: bool) -> bool {
+        let Some(pos) = self.position(pid) else {
+            return false;
+        };
+        if self.inflight[pos].delivery.qos != QoS::ExactlyOnce {
+            return false;
+        }
+        if !success {
+            self.remove_at(pos);
+            return false;
+        }
+        self.inflight[pos].state = OutState::Released;
+        true
+    }
+
+    /// PUBCOMP received: ends a QoS 2 flow.
+    pub fn on_pubcomp(&mut self, pid: PacketId) -> bool {
+        match self.position(pid) {
+            Some(pos) if self.inflight[pos].state == OutState::Released => {
+                self.remove_at(pos);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Forgets an inflight message that will never be sent (too large for the client).
+    pub fn discard_inflight(&mut self, pid: PacketId) {
+        if let Some(pos) = self.position(pid) {
+            self.remove_at(pos);
+        }
+    }
+
+    /// Replaces the subscription options kept for `filter`; returns true if it is new.
+    pub fn add_subscription(&mut self, sub: StoredSubscription) -> bool {
+        self.subscriptions
+            .insert(sub.filter.as_str().to_owned(), sub)
+            .is_none()
+    }
+
+    /// True if a topic is a delivery target of a queued or inflight message (for tests).
+    pub fn has_queued_topic(&self, topic: &TopicName) -> bool {
+        self.queue.iter().any(|d| &d.msg.topic == topic)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use midge_codec::PublishProperties;
+    use std::sync::Arc;
+
+    fn limits(max_messages: usize) -> QueueLimits {
+        QueueLimits {
+            max_inflight: 2,
+            max_messages,
+            max_bytes: 1 << 20,
+            policy: QueueFullPolicy::DropOldest,
+            queue_qos0_offline: false,
+        }
+    }
+
+    fn delivery(n: u8, qos: QoS) -> Delivery {
+        Delivery {
+            msg: Arc::new(Message {
+                topic: TopicName::try_from("t").expect("valid"),
+                payload: Bytes::from(vec![n]),
+                qos,
+                retain: false,
+                properties: PublishProperties::default(),
+                expires_at: None,
+            }),
+            qos,
+            retain: false,
+            sub_ids: Vec::new(),
+            share: None,
+        }
+    }
+
+    #[test]
+    fn window_limits_inflight_and_keeps_order() {
+        let mut s = SessionState::new(ProtocolVersion::V5, 0, limits(10));
+        for n in 0..4 {
+            s.enqueue(delivery(n, QoS::AtLeastOnce), Timestamp(0));
+        }
+        let mut out = Vec::new();
+        s.poll_deliveries(Timestamp(0), &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(s.queued_len(), 2);
+        let first = PacketId::new(1).expect("non-zero");
+        assert!(s.on_puback(first));
+        assert!(!s.on_puback(first));
+        out.clear();
+        s.poll_deliveries(Timestamp(0), &mut out);
+        assert_eq!(out.len(), 1);
+        match &out[0] {
+            OutItem::Publish { delivery, .. } => assert_eq!(delivery.msg.payload[0], 2),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn drop_oldest_when_full() {
+        let mut s = SessionState::new(ProtocolVersion::V5, 0, limits(2));
+        s.attachment = None;
+        for n in 0..3 {
+            s.enqueue(delivery(n, QoS::AtLeastOnce), Timestamp(0));
+        }
+        assert_eq!(s.queued_len(), 2);
+        assert_eq!(s.dropped_queue_full, 1);
+    }
+
+    #[test]
+    fn qos0_not_queued_offline() {
+        let mut s = SessionState::new(ProtocolVersion::V5, 0, limits(2));
+        assert_eq!(
+            s.enqueue(delivery(0, QoS::AtMostOnce), Timestamp(0)),
+            EnqueueOutcome::NotQueued
+        );
+    }
+
+    #[test]
+    fn qos2_flow_and_resend() {
+        let mut s = SessionState::new(ProtocolVersion::V5, 0, limits(10));
+        s.enqueue(delivery(0, QoS::ExactlyOnce), Timestamp(0));
+        s.enqueue(delivery(1, QoS::ExactlyOnce), Timestamp(0));
+        let mut out = Vec::new();
+        s.poll_deliveries(Timestamp(0), &mut out);
+        let p1 = PacketId::new(1).expect("non-zero");
+        assert!(s.on_pubrec(p1, true));
+        let resend = s.resend_inflight();
+        assert_eq!(resend[0], OutItem::PubRel(p1));
+        assert!(matches!(resend[1], OutItem::Publish { dup: true, .. }));
+        assert!(s.on_pubcomp(p1));
+        assert_eq!(s.inflight_len(), 1);
+    }
+}

@@ -1,0 +1,354 @@
+//! Server configuration in two layers: `FileConfig` is the TOML file shape (serde, defaults,
+//! units in key names), `ServerConfig` the validated runtime form. A bad value is reported
+//! with the file, the key and how to fix it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use midge_broker::{BrokerConfig, QueueFullPolicy};
+use midge_codec::{DecodeLimits, QoS};
+use serde::Deserialize;
+
+/// The default listener.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:1883";
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown keys or wrong types.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, which names the key and line.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{origin}: key `{key}`: {problem}; {fix}")]
+    Invalid {
+        /// The file or "command line".
+        origin: String,
+        /// The key.
+        key: &'static str,
+        /// What is wrong.
+        problem: String,
+        /// How to fix it.
+        fix: &'static str,
+    },
+}
+
+/// One `[[listener]]` table.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerFile {
+    /// Address and port, e.g. `0.0.0.0:1883`; port 0 picks a free port.
+    pub bind: String,
+}
+
+/// The `[limits]` table. Every key has a default.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsFile {
+    /// Connections at once, all listeners together. Default 10,000.
+    pub max_connections: usize,
+    /// Largest packet accepted. Default 1,048,576.
+    pub max_packet_size_bytes: u32,
+    /// Outbound QoS 1/2 messages in flight per client. Default 64.
+    pub max_inflight_messages: u16,
+    /// Receive Maximum advertised to clients. Default 64.
+    pub receive_maximum: u16,
+    /// Messages queued per session. Default 1000.
+    pub max_queued_messages: usize,
+    /// Bytes queued per session. Default 16 MiB.
+    pub max_queued_bytes: usize,
+    /// `drop_oldest` (default) or `drop_newest`.
+    pub queue_full_policy: String,
+    /// Queue QoS 0 messages for offline sessions. Default false.
+    pub queue_qos0_offline: bool,
+    /// Largest keep-alive; 0 = no cap. Default 0.
+    pub max_keep_alive_secs: u16,
+    /// Largest session expiry interval. Default 4294967295 (never expire).
+    pub max_session_expiry_secs: u32,
+    /// Time allowed between TCP accept and CONNECT. Default 10.
+    pub connect_timeout_secs: u32,
+    /// Largest client identifier. Default 256.
+    pub max_client_id_len: usize,
+    /// Retained messages kept. Default 100,000.
+    pub max_retained_messages: usize,
+    /// Topic aliases per client. Default 64.
+    pub topic_alias_maximum: u16,
+}
+
+impl Default for LimitsFile {
+    fn default() -> Self {
+        let b = BrokerConfig::default();
+        LimitsFile {
+            max_connections: 10_000,
+            max_packet_size_bytes: b.max_packet_size,
+            max_inflight_messages: b.max_inflight,
+            receive_maximum: b.receive_maximum,
+            max_queued_messages: b.max_queued_messages,
+            max_queued_bytes: b.max_queued_bytes,
+            queue_full_policy: "drop_oldest".to_owned(),
+            queue_qos0_offline: b.queue_qos0_offline,
+            max_keep_alive_secs: b.max_keep_alive_secs,
+            max_session_expiry_secs: b.max_session_expiry_secs,
+            connect_timeout_secs: 10,
+            max_client_id_len: b.max_client_id_len,
+            max_retained_messages: b.max_retained_messages,
+            topic_alias_maximum: b.topic_alias_maximum,
+        }
+    }
+}
+
+/// The `[mqtt]` table: protocol features.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttFile {
+    /// Largest QoS granted, 0 to 2. Default 2.
+    pub max_qos: u8,
+    /// Whether retained messages are supported. Default true.
+    pub retain_available: bool,
+}
+
+impl Default for MqttFile {
+    fn default() -> Self {
+        MqttFile {
+            max_qos: 2,
+            retain_available: true,
+        }
+    }
+}
+
+/// The whole config file.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    /// Listeners; none means the default `127.0.0.1:1883`.
+    pub listener: Vec<ListenerFile>,
+    /// Limits.
+    pub limits: LimitsFile,
+    /// Protocol features.
+    pub mqtt: MqttFile,
+}
+
+impl FileConfig {
+    /// Reads and parses a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses TOML text; `path` is used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// The validated server configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Addresses to listen on.
+    pub listeners: Vec<SocketAddr>,
+    /// Connections at once.
+    pub max_connections: usize,
+    /// CONNECT must arrive within this time.
+    pub connect_timeout: Duration,
+    /// The broker core's settings.
+    pub broker: BrokerConfig,
+}
+
+impl ServerConfig {
+    /// Decode limits for client packets.
+    pub fn decode_limits(&self) -> DecodeLimits {
+        DecodeLimits {
+            max_packet_size: self.broker.max_packet_size,
+        }
+    }
+
+    /// Validates a file config; `listen` (from the command line) replaces its listeners
+    /// when not empty. `origin` names the file in messages.
+    pub fn from_file(
+        file: FileConfig,
+        listen: &[String],
+        origin: &str,
+    ) -> Result<Self, ConfigError> {
+        let invalid =
+            |key: &'static str, problem: String, fix: &'static str| ConfigError::Invalid {
+                origin: origin.to_owned(),
+                key,
+                problem,
+                fix,
+            };
+        let binds: Vec<(String, &'static str)> = if !listen.is_empty() {
+            listen.iter().map(|s| (s.clone(), "--listen")).collect()
+        } else if file.listener.is_empty() {
+            vec![(DEFAULT_LISTEN.to_owned(), "listener.bind")]
+        } else {
+            file.listener
+                .iter()
+                .map(|l| (l.bind.clone(), "listener.bind"))
+                .collect()
+        };
+        let mut listeners = Vec::new();
+        for (b, key) in binds {
+            let addr: SocketAddr = b.parse().map_err(|e| {
+                invalid(
+                    key,
+                    format!("`{b}` is not an address: {e}"),
+                    "write IP:PORT, e.g. 127.0.0.1:1883 or [::]:1883",
+                )
+            })?;
+            listeners.push(addr);
+        }
+        let l = &file.limits;
+        if l.max_connections == 0 {
+            return Err(invalid(
+                "limits.max_connections",
+                "must be at least 1".into(),
+                "set a positive number (default 10000)",
+            ));
+        }
+        if !(16..=DecodeLimits::PROTOCOL_MAX_PACKET_SIZE).contains(&l.max_packet_size_bytes) {
+            return Err(invalid(
+                "limits.max_packet_size_bytes",
+                format!("{} is out of range", l.max_packet_size_bytes),
+                "use 16 to 268435460 (default 1048576)",
+            ));
+        }
+        if l.max_inflight_messages == 0 {
+            return Err(invalid(
+                "limits.max_inflight_messages",
+                "must be at least 1".into(),
+                "use 1 to 65535 (default 64)",
+            ));
+        }
+        if l.receive_maximum == 0 {
+            return Err(invalid(
+                "limits.receive_maximum",
+                "must be at least 1 ([MQTT-3.2.2] Receive Maximum 0 is a protocol error)".into(),
+                "use 1 to 65535 (default 64)",
+            ));
+        }
+        if l.connect_timeout_secs == 0 {
+            return Err(invalid(
+                "limits.connect_timeout_secs",
+                "must be at least 1".into(),
+                "use a number of seconds (default 10)",
+            ));
+        }
+        let policy = match l.queue_full_policy.as_str() {
+            "drop_oldest" => QueueFullPolicy::DropOldest,
+            "drop_newest" => QueueFullPolicy::DropNewest,
+            other => {
+                return Err(invalid(
+                    "limits.queue_full_policy",
+                    format!("unknown policy `{other}`"),
+                    "use \"drop_oldest\" or \"drop_newest\"",
+                ))
+            }
+        };
+        let max_qos = QoS::try_from(file.mqtt.max_qos).map_err(|_| {
+            invalid(
+                "mqtt.max_qos",
+                format!("{} is not a QoS", file.mqtt.max_qos),
+                "use 0, 1 or 2 (default 2)",
+            )
+        })?;
+        let defaults = BrokerConfig::default();
+        Ok(ServerConfig {
+            listeners,
+            max_connections: l.max_connections,
+            connect_timeout: Duration::from_secs(u64::from(l.connect_timeout_secs)),
+            broker: BrokerConfig {
+                max_packet_size: l.max_packet_size_bytes,
+                max_inflight: l.max_inflight_messages,
+                receive_maximum: l.receive_maximum,
+                max_queued_messages: l.max_queued_messages,
+                max_queued_bytes: l.max_queued_bytes,
+                queue_full_policy: policy,
+                queue_qos0_offline: l.queue_qos0_offline,
+                max_keep_alive_secs: l.max_keep_alive_secs,
+                max_session_expiry_secs: l.max_session_expiry_secs,
+                max_qos,
+                retain_available: file.mqtt.retain_available,
+                topic_alias_maximum: l.topic_alias_maximum,
+                max_client_id_len: l.max_client_id_len,
+                max_retained_messages: l.max_retained_messages,
+                response_information_prefix: defaults.response_information_prefix,
+            },
+        })
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig::from_file(FileConfig::default(), &[], "defaults")
+            .expect("invariant: the default configuration is valid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_listen_on_loopback() {
+        let c = ServerConfig::default();
+        assert_eq!(c.listeners, vec![DEFAULT_LISTEN.parse().expect("valid")]);
+        assert_eq!(c.broker, BrokerConfig::default());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = FileConfig::parse("[limits]\nmax_conections = 3\n", Path::new("m.toml"))
+            .expect_err("typo must fail");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("m.toml") && msg.contains("max_conections"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn bad_value_names_key_and_fix() {
+        let f = FileConfig::parse("[mqtt]\nmax_qos = 3\n", Path::new("m.toml")).expect("parses");
+        let msg = ServerConfig::from_file(f, &[], "m.toml")
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            msg.contains("mqtt.max_qos") && msg.contains("use 0, 1 or 2"),
+            "{msg}"
+        );
+        let msg = ServerConfig::from_file(FileConfig::default(), &["nope".into()], "command line")
+            .expect_err("invalid")
+            .to_string();
+        assert!(msg.contains("--listen"), "{msg}");
+    }
+
+    #[test]
+    fn listen_flags_replace_file_listeners() {
+        let f = FileConfig::parse(
+            "[[listener]]\nbind = \"0.0.0.0:1883\"\n",
+            Path::new("m.toml"),
+        )
+        .expect("parses");
+        let c = ServerConfig::from_file(f, &["127.0.0.1:0".into()], "m.toml").expect("valid");
+        assert_eq!(c.listeners, vec!["127.0.0.1:0".parse().expect("valid")]);
+    }
+}

@@ -1,0 +1,222 @@
+//! One task per client connection: reads bytes, decodes every complete packet, feeds the
+//! connection state machine, and writes what it produced with vectored writes. Reading
+//! stops while too much output is pending (backpressure on a slow reader).
+
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::BytesMut;
+use midge_broker::{Broker, CloseReason, Connection, Notify, OutBuffer, Timestamp};
+use midge_codec::{decode, DecodeLimits};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, Instrument};
+
+/// Stop reading from a client while this many bytes wait to be written to it.
+const OUTPUT_HIGH_WATER: usize = 256 * 1024;
+/// Read buffer grows in steps of this size; it is released when the connection is idle.
+const READ_CHUNK: usize = 8 * 1024;
+/// Slices per vectored write.
+const MAX_IOVECS: usize = 64;
+
+/// The broker's clock: milliseconds since the UNIX epoch.
+pub fn now() -> Timestamp {
+    Timestamp(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+    )
+}
+
+/// Wakes a connection task.
+#[derive(Debug, Default)]
+pub struct TaskNotify(tokio::sync::Notify);
+
+impl Notify for TaskNotify {
+    fn notify(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Settings a driver needs.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// Decode limits.
+    pub limits: DecodeLimits,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+}
+
+/// Runs one connection until it closes.
+pub async fn drive<R, W>(
+    reader: R,
+    writer: W,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    cfg: DriverConfig,
+    shutdown: CancellationToken,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let span = tracing::info_span!("conn", %peer, client_id = tracing::field::Empty);
+    async move {
+        let notify = Arc::new(TaskNotify::default());
+        let mut conn = Connection::new(broker, notify.clone(), now(), cfg.connect_timeout);
+        let reason = run(reader, writer, &mut conn, &notify, &cfg, &shutdown).await;
+        conn.finish(&reason, now());
+        match conn.client_id() {
+            _ if matches!(reason, CloseReason::ConnectTimeout) => {
+                debug!(%reason, "connection closed before CONNECT")
+            }
+            _ => info!(%reason, "disconnected"),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn run<R, W>(
+    mut reader: R,
+    mut stream: W,
+    conn: &mut Connection,
+    notify: &Arc<TaskNotify>,
+    cfg: &DriverConfig,
+    shutdown: &CancellationToken,
+) -> CloseReason
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut inbuf = BytesMut::new();
+    let mut out = OutBuffer::new();
+    let mut closing: Option<CloseReason> = None;
+    loop {
+        if closing.is_none() {
+            if let Err(r) = conn.poll_output(now(), &mut out) {
+                closing = Some(r);
+            }
+        }
+        if let Some(reason) = closing.take() {
+            // Flush what is pending (CONNACK, DISCONNECT, ...) then close.
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), flush(&mut stream, &mut out)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+            return reason;
+        }
+        let deadline = conn.next_deadline().map(to_instant);
+        let can_read = out.len() < OUTPUT_HIGH_WATER;
+        if can_read && inbuf.capacity() - inbuf.len() < READ_CHUNK / 2 {
+            inbuf.reserve(READ_CHUNK);
+        }
+        tokio::select! {
+            // Cancel-safe: `read_buf` either completes with data in `inbuf` or reads nothing.
+            r = reader.read_buf(&mut inbuf), if can_read => {
+                match r {
+                    Ok(0) => return CloseReason::ConnectionLost("closed by peer".into()),
+                    Ok(_) => {
+                        if let Err(reason) = handle_input(conn, &mut inbuf, cfg) {
+                            closing = Some(reason);
+                        }
+                        if inbuf.is_empty() && inbuf.capacity() > 4 * READ_CHUNK {
+                            inbuf = BytesMut::new();
+                        }
+                    }
+                    Err(e) => return CloseReason::ConnectionLost(e.to_string()),
+                }
+            }
+            // Cancel-safe: one `write_vectored` call either wrote some bytes or none.
+            r = write_some(&mut stream, &mut out), if !out.is_empty() => {
+                if let Err(e) = r {
+                    return CloseReason::ConnectionLost(e.to_string());
+                }
+            }
+            // Cancel-safe: a missed wake-up leaves a permit in the `Notify`.
+            _ = notify.0.notified() => {}
+            // Cancel-safe: a timer; the deadline is recomputed every turn.
+            _ = sleep_until(deadline) => {
+                if let Err(r) = conn.handle_timeout(now()) {
+                    closing = Some(r);
+                }
+            }
+            // Cancel-safe: cancellation is level-triggered.
+            _ = shutdown.cancelled() => {
+                closing = Some(conn.shutdown());
+            }
+        }
+    }
+}
+
+fn handle_input(
+    conn: &mut Connection,
+    inbuf: &mut BytesMut,
+    cfg: &DriverConfig,
+) -> Result<(), CloseReason> {
+    loop {
+        if !conn.is_connected() {
+            conn.sniff_connect(inbuf);
+        }
+        match decode(inbuf, conn.version(), &cfg.limits) {
+            Ok(Some(packet)) => {
+                if let Some(info) = conn.handle_packet(packet, now())? {
+                    tracing::Span::current().record("client_id", info.client_id.as_str());
+                    info!(
+                        client_id = %info.client_id,
+                        protocol = %info.protocol,
+                        keep_alive = info.keep_alive,
+                        clean_start = info.clean_start,
+                        session_present = info.session_present,
+                        "connected"
+                    );
+                }
+            }
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(conn.handle_decode_error(&e)),
+        }
+    }
+}
+
+async fn write_some<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    out: &mut OutBuffer,
+) -> std::io::Result<()> {
+    let n = {
+        let chunks = out.chunks();
+        let slices: Vec<IoSlice<'_>> = chunks
+            .iter()
+            .take(MAX_IOVECS)
+            .map(|c| IoSlice::new(c))
+            .collect();
+        stream.write_vectored(&slices).await?
+    };
+    if n == 0 {
+        return Err(std::io::ErrorKind::WriteZero.into());
+    }
+    out.advance(n);
+    if out.is_empty() {
+        stream.flush().await?;
+    }
+    Ok(())
+}
+
+async fn flush<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut OutBuffer) -> std::io::Result<()> {
+    while !out.is_empty() {
+        write_some(stream, out).await?;
+    }
+    stream.flush().await
+}
+
+fn to_instant(t: Timestamp) -> tokio::time::Instant {
+    let now = now();
+    tokio::time::Instant::now() + t.since(now)
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
