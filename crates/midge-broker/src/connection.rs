@@ -20,7 +20,7 @@ use midge_codec::{
     Subscribe, TopicName, UnsubAck, Unsubscribe,
 };
 
-use crate::broker::{Attached, Broker, ConnectRequest, NEVER_EXPIRE};
+use crate::broker::{Attached, Broker, ConnectRequest};
 use crate::message::{Delivery, Message};
 use crate::out::OutBuffer;
 use crate::session::{Notify, OutItem, QueueLimits, WillMessage};
@@ -468,7 +468,7 @@ impl Connection {
         } else if c.clean_start {
             0
         } else {
-            NEVER_EXPIRE.min(config.max_session_expiry_secs)
+            config.max_session_expiry_secs
         };
         let will = match c.will {
             Some(w) => {

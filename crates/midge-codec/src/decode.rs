@@ -446,9 +446,9 @@ fn decode_auth(r: &mut Reader) -> Result<Auth, DecodeError> {
     let mut a = Auth::default();
     if !r.is_empty() {
         a.code = reason(r, ReasonPacket::Auth, PacketType::Auth)?;
-        if !r.is_empty() {
-            a.properties = AuthProperties::decode(r)?;
-        }
+        // Unlike PUBACK and DISCONNECT, AUTH omits the property length only together with
+        // the reason code (remaining length 0, section 3.15.2): a lone reason code is malformed.
+        a.properties = AuthProperties::decode(r)?;
     }
     if a.properties.authentication_data.is_some() && a.properties.authentication_method.is_none() {
         return Err(DecodeError::AuthDataWithoutMethod);

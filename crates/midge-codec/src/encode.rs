@@ -103,6 +103,13 @@ fn check(packet: &Packet, version: ProtocolVersion) -> Result<(), EncodeError> {
         Packet::SubAck(s) => {
             for &c in &s.codes {
                 check_code(v5, c, ReasonPacket::SubAck, PacketType::SubAck)?;
+                // 3.x return codes are 0, 1, 2 and 0x80, which every failure code becomes.
+                if !v5 && !c.is_error() && !c.allowed_in(ReasonPacket::SubAck) {
+                    return Err(EncodeError::InvalidReasonCode {
+                        packet: PacketType::SubAck,
+                        code: c,
+                    });
+                }
             }
             props(v5, &s.properties)
         }
@@ -279,7 +286,7 @@ fn remaining_len(packet: &Packet, version: ProtocolVersion) -> usize {
         }
         Packet::PingReq | Packet::PingResp => 0,
         Packet::Disconnect(d) => reason_tail_len(v5, d.code, &d.properties),
-        Packet::Auth(a) => reason_tail_len(v5, a.code, &a.properties),
+        Packet::Auth(a) => auth_tail_len(a),
     }
 }
 
@@ -427,6 +434,19 @@ fn write_disconnect(d: &Disconnect, v5: bool, buf: &mut BytesMut) {
     write_reason_tail(v5, d.code, &d.properties, buf);
 }
 
+/// AUTH has no form with a reason code but no property length: it is either empty (success
+/// without properties) or both (section 3.15.2).
+fn auth_tail_len(a: &Auth) -> usize {
+    if a.code == ReasonCode::Success && a.properties.is_empty() {
+        0
+    } else {
+        1 + a.properties.wire_len()
+    }
+}
+
 fn write_auth(a: &Auth, buf: &mut BytesMut) {
-    write_reason_tail(true, a.code, &a.properties, buf);
+    if auth_tail_len(a) > 0 {
+        buf.put_u8(a.code.as_u8());
+        a.properties.write(buf);
+    }
 }

@@ -1,7 +1,8 @@
 //! Decode and encode errors. Every decode error names the normative statement (or section)
-//! of the MQTT 5.0 specification it breaks, and `DecodeError::reason_code` is the one place
-//! that maps an error to the reason code a 5.0 CONNACK or DISCONNECT carries. A 3.x peer has
-//! no reason codes: its connection is closed instead ([MQTT-4.8.0-1] in 3.1.1).
+//! of the MQTT 5.0 specification it breaks (of 3.1.1 for a rule only 3.1.1 has), and
+//! `DecodeError::reason_code` is the one place that maps an error to the reason code a 5.0
+//! CONNACK or DISCONNECT carries. A 3.x peer has no reason codes: its connection is closed
+//! instead ([MQTT-4.8.0-1] in 3.1.1).
 
 use crate::packet::PacketType;
 use crate::reason::ReasonCode;
@@ -40,10 +41,10 @@ pub enum DecodeError {
         max: u32,
     },
     /// The remaining length ends inside a field.
-    #[error("[MQTT-1.5] malformed packet: it ends inside the {0}")]
+    #[error("[MQTT-2.1.4] malformed packet: it ends inside the {0}")]
     Truncated(&'static str),
     /// Bytes left over after the last field.
-    #[error("[MQTT-1.5] malformed packet: {0} has trailing bytes")]
+    #[error("[MQTT-2.1.4] malformed packet: {0} has trailing bytes")]
     TrailingBytes(PacketType),
     /// A length field that contradicts the packet.
     #[error("[MQTT-1.5] malformed packet: invalid length of {0}")]
@@ -64,16 +65,18 @@ pub enum DecodeError {
     #[error("[MQTT-3.1.2-3] reserved CONNECT flag bit 0 is set")]
     ConnectReservedFlag,
     /// Will QoS or Will Retain set without the Will Flag.
-    #[error("[MQTT-3.1.2-11] will QoS and will retain must be 0 when the will flag is 0")]
+    #[error(
+        "[MQTT-3.1.2-11] [MQTT-3.1.2-13] will QoS and will retain must be 0 when the will flag is 0"
+    )]
     WillFlagsWithoutWill,
     /// Will QoS 3.
     #[error("[MQTT-3.1.2-12] will QoS must be 0, 1 or 2")]
     InvalidWillQoS,
-    /// 3.1.1: Password Flag set without the User Name Flag.
-    #[error("[MQTT-3.1.2-22] password flag set without the user name flag")]
+    /// 3.1.1: Password Flag set without the User Name Flag (allowed in 5.0).
+    #[error("MQTT 3.1.1 [MQTT-3.1.2-22] password flag set without the user name flag")]
     PasswordWithoutUsername,
     /// Authentication Data without an Authentication Method.
-    #[error("[MQTT-3.1.2] authentication data without an authentication method")]
+    #[error("[MQTT-3.1.2.11.10] authentication data without an authentication method")]
     AuthDataWithoutMethod,
     /// The reserved CONNACK acknowledge flag bits are set.
     #[error("[MQTT-3.2.2-1] reserved CONNACK flag bits are set")]
@@ -91,16 +94,16 @@ pub enum DecodeError {
     #[error("invalid topic name: {0}")]
     TopicName(TopicError),
     /// 5.0: a zero-length topic name without a Topic Alias.
-    #[error("[MQTT-3.3.2-1] PUBLISH with a zero-length topic name and no topic alias")]
+    #[error("[MQTT-3.3.2.1] PUBLISH with a zero-length topic name and no topic alias")]
     EmptyTopicWithoutAlias,
     /// Topic Alias 0.
     #[error("[MQTT-3.3.2-8] topic alias 0 is not permitted")]
     TopicAliasZero,
     /// An identifier that is not a known property.
-    #[error("[MQTT-2.2.2] unknown property identifier 0x{0:02X}")]
+    #[error("[MQTT-2.2.2.2] unknown property identifier 0x{0:02X}")]
     UnknownProperty(u32),
     /// A known property that this packet may not carry.
-    #[error("[MQTT-2.2.2] property 0x{id:02X} is not allowed in {packet}")]
+    #[error("[MQTT-2.2.2.2] property 0x{id:02X} is not allowed in {packet}")]
     PropertyNotAllowed {
         /// The property identifier.
         id: u8,
@@ -122,16 +125,16 @@ pub enum DecodeError {
         code: u8,
     },
     /// SUBSCRIBE or UNSUBSCRIBE without a topic filter.
-    #[error("[MQTT-3.8.3-2] {0} must contain at least one topic filter")]
+    #[error("[{}] {} must contain at least one topic filter", no_filters_statement(.0), .0)]
     NoTopicFilters(PacketType),
     /// Reserved bits of the subscription options are set.
     #[error("[MQTT-3.8.3-5] reserved bits of the subscription options are set")]
     SubscriptionOptionsReserved,
     /// Subscription QoS 3.
-    #[error("[MQTT-3.8.3] subscription QoS must be 0, 1 or 2")]
+    #[error("[MQTT-3.8.3.1] subscription QoS must be 0, 1 or 2")]
     InvalidSubscriptionQoS,
     /// Retain Handling 3.
-    #[error("[MQTT-3.8.3] retain handling 3 is a protocol error")]
+    #[error("[MQTT-3.8.3.1] retain handling 3 is a protocol error")]
     InvalidRetainHandling,
     /// No Local on a shared subscription.
     #[error("[MQTT-3.8.3-4] no local must not be set on a shared subscription")]
@@ -157,6 +160,7 @@ impl DecodeError {
             | AuthDataWithoutMethod
             | InvalidReasonCode { .. }
             | NoTopicFilters(_)
+            | InvalidSubscriptionQoS
             | InvalidRetainHandling
             | NoLocalOnSharedSubscription => ReasonCode::ProtocolError,
             ReservedPacketType(_)
@@ -178,8 +182,7 @@ impl DecodeError {
             | ZeroPacketId
             | UnknownProperty(_)
             | PropertyNotAllowed { .. }
-            | SubscriptionOptionsReserved
-            | InvalidSubscriptionQoS => ReasonCode::MalformedPacket,
+            | SubscriptionOptionsReserved => ReasonCode::MalformedPacket,
         }
     }
 
@@ -187,6 +190,14 @@ impl DecodeError {
     /// specification says to close the network connection).
     pub fn disconnect_reason(&self, version: ProtocolVersion) -> Option<ReasonCode> {
         version.is_v5().then(|| self.reason_code())
+    }
+}
+
+/// The statement requiring a topic filter in SUBSCRIBE or UNSUBSCRIBE.
+fn no_filters_statement(packet: &PacketType) -> &'static str {
+    match packet {
+        PacketType::Unsubscribe => "MQTT-3.10.3-2",
+        _ => "MQTT-3.8.3-2",
     }
 }
 
@@ -210,7 +221,7 @@ pub enum EncodeError {
     /// The remaining length would exceed 268,435,455 bytes.
     #[error("packet remaining length {0} exceeds 268435455 bytes")]
     PacketTooLarge(usize),
-    /// SUBSCRIBE or UNSUBSCRIBE with no filters ([MQTT-3.8.3-2]).
+    /// SUBSCRIBE or UNSUBSCRIBE with no filters ([MQTT-3.8.3-2], [MQTT-3.10.3-2]).
     #[error("{0} must contain at least one topic filter")]
     NoTopicFilters(PacketType),
     /// A reason code the packet cannot carry in this version.
@@ -256,6 +267,8 @@ mod tests {
         for e in samples {
             assert!(e.to_string().contains("[MQTT-"), "{e}");
         }
+        let unsubscribe = DecodeError::NoTopicFilters(PacketType::Unsubscribe).to_string();
+        assert!(unsubscribe.starts_with("[MQTT-3.10.3-2] "), "{unsubscribe}");
     }
 
     #[test]
@@ -274,6 +287,11 @@ mod tests {
         );
         assert_eq!(
             DecodeError::DuplicateProperty(1).reason_code(),
+            ReasonCode::ProtocolError
+        );
+        // 5.0 section 3.8.3.1: "It is a Protocol Error if the Maximum QoS field has the value 3".
+        assert_eq!(
+            DecodeError::InvalidSubscriptionQoS.reason_code(),
             ReasonCode::ProtocolError
         );
         assert_eq!(

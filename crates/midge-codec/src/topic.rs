@@ -30,7 +30,7 @@ pub enum TopicError {
     #[error("[MQTT-4.7.1-2] single-level wildcard '+' must occupy an entire level")]
     SingleLevelWildcard,
     /// `$share/` with an empty or invalid share name, or without a filter after it.
-    #[error("[MQTT-4.8.2-2] a shared subscription must be $share/{{ShareName}}/{{filter}} with a non-empty ShareName without '/', '+' or '#'")]
+    #[error("[MQTT-4.8.2-1] [MQTT-4.8.2-2] a shared subscription must be $share/{{ShareName}}/{{filter}} with a non-empty ShareName without '/', '+' or '#'")]
     InvalidShare,
 }
 
