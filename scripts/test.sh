@@ -32,6 +32,9 @@ else
 fi
 cargo test --workspace --doc --locked
 
+step "load test (release): 1,000 clients, 1,000,000 QoS 1 messages"
+cargo test --release --locked -p midge-server --test load -- --ignored --nocapture
+
 if [ "$FUZZ" = 1 ]; then
     step "fuzz smoke run"
     scripts/fuzz-smoke.sh "${MIDGE_FUZZ_SECONDS:-30}"
