@@ -95,10 +95,10 @@ where
     let mut out = OutBuffer::new();
     let mut closing: Option<CloseReason> = None;
     loop {
-        if closing.is_none() {
-            if let Err(r) = conn.poll_output(now(), &mut out) {
-                closing = Some(r);
-            }
+        // Always drain the connection's output, also when closing: that is where the final
+        // CONNACK or DISCONNECT waits.
+        if let Err(r) = conn.poll_output(now(), &mut out) {
+            closing.get_or_insert(r);
         }
         if let Some(reason) = closing.take() {
             // Flush what is pending (CONNACK, DISCONNECT, ...) then close.

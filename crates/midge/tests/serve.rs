@@ -1,0 +1,172 @@
+//! The `midge` binary as a user runs it: `midge serve --listen 127.0.0.1:0` logs its port,
+//! serves a client, stops on SIGTERM after sending DISCONNECT 0x8B to 5.0 clients, and a bad
+//! flag or config file is refused with a message naming the key.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use midge_codec::{
+    decode, encode, Connect, ConnectProperties, DecodeLimits, Disconnect, Packet, ProtocolVersion,
+    ReasonCode,
+};
+
+fn midge() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_midge"))
+}
+
+/// Starts `midge serve` and returns it with the address it logged.
+fn start(extra: &[&str]) -> (Child, String, mpsc::Receiver<String>) {
+    let mut child = midge()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            if let Some(rest) = line.split("mqtt://").nth(1) {
+                let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+                let addr = addr
+                    .trim_end_matches(|c: char| !c.is_ascii_digit())
+                    .to_owned();
+                return (child, addr, rx);
+            }
+        }
+    }
+    let _ = child.kill();
+    panic!("midge did not log its listening address");
+}
+
+fn read_packet(s: &mut TcpStream, v: ProtocolVersion) -> Option<Packet> {
+    let mut buf = BytesMut::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        if let Some(p) = decode(&mut buf, v, &DecodeLimits::default()).unwrap() {
+            return Some(p);
+        }
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+fn connect_v5(addr: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = BytesMut::new();
+    let c = Connect {
+        protocol: ProtocolVersion::V5,
+        clean_start: true,
+        keep_alive: 30,
+        properties: ConnectProperties::default(),
+        client_id: "shutdown-test".try_into().unwrap(),
+        will: None,
+        username: None,
+        password: None,
+    };
+    encode(&Packet::Connect(Box::new(c)), ProtocolVersion::V5, &mut buf).unwrap();
+    s.write_all(&buf).unwrap();
+    match read_packet(&mut s, ProtocolVersion::V5) {
+        Some(Packet::ConnAck(a)) => assert_eq!(a.code, ReasonCode::Success),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+    s
+}
+
+#[test]
+fn sigterm_sends_disconnect_0x8b_and_exits_cleanly() {
+    let (mut child, addr, logs) = start(&[]);
+    let mut client = connect_v5(&addr);
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    match read_packet(&mut client, ProtocolVersion::V5) {
+        Some(Packet::Disconnect(Disconnect { code, .. })) => {
+            assert_eq!(code, ReasonCode::ServerShuttingDown)
+        }
+        other => panic!("expected DISCONNECT 0x8B, got {other:?}"),
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "midge did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
+    let lines: Vec<String> = logs.try_iter().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("connected") && l.contains("shutdown-test")),
+        "connect log line with the client id: {lines:?}"
+    );
+}
+
+#[test]
+fn bad_listen_flag_names_the_flag() {
+    let out = midge()
+        .args(["serve", "--listen", "not-an-address"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--listen") && err.contains("IP:PORT"), "{err}");
+}
+
+#[test]
+fn bad_config_file_names_file_and_key() {
+    let dir = std::env::temp_dir().join(format!("midge-serve-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    std::fs::write(&file, "[limits]\nmax_packet_size_bytes = 3\n").unwrap();
+    let out = midge()
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml") && err.contains("limits.max_packet_size_bytes"),
+        "{err}"
+    );
+    std::fs::write(&file, "[limits]\nmax_packet_size = 3\n").unwrap();
+    let out = midge()
+        .args(["serve", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("max_packet_size"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
