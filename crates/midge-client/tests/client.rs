@@ -10,8 +10,10 @@ use midge_codec::{Disconnect, ProtocolVersion, QoS, ReasonCode, Will, WillProper
 use midge_server::{RunningServer, Server, ServerConfig};
 
 async fn server_on(addr: &str) -> RunningServer {
-    let mut config = ServerConfig::default();
-    config.listeners = vec![addr.parse().unwrap()];
+    let config = ServerConfig {
+        listeners: vec![addr.parse().unwrap()],
+        ..ServerConfig::default()
+    };
     Server::bind(config).await.unwrap().start()
 }
 

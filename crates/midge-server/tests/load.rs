@@ -152,8 +152,10 @@ async fn thousand_clients_exchange_a_million_qos1_messages() {
     let n = env_usize("MIDGE_LOAD_CLIENTS", 1000);
     let per_target = env_usize("MIDGE_LOAD_PER_TARGET", 100);
     assert!(n > TARGETS);
-    let mut config = ServerConfig::default();
-    config.listeners = vec!["127.0.0.1:0".parse().unwrap()];
+    let mut config = ServerConfig {
+        listeners: vec!["127.0.0.1:0".parse().unwrap()],
+        ..ServerConfig::default()
+    };
     config.broker.max_queued_messages = 100_000;
     let server = Server::bind(config).await.unwrap().start();
     let addr = server.local_addrs[0];
