@@ -53,6 +53,7 @@ fn start(extra: &[&str]) -> (Child, String, mpsc::Receiver<String>) {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("midge did not log its listening address");
 }
 
