@@ -1,6 +1,7 @@
 //! The `midge` binary: the broker and its client tools behind one command line.
 
 mod serve;
+mod tools;
 
 use clap::{Parser, Subcommand};
 
@@ -16,6 +17,12 @@ struct Cli {
 enum Command {
     /// Run the broker (the default command).
     Serve(serve::ServeArgs),
+    /// Publish a message (mosquitto_pub's flags).
+    Pub(tools::publish::PubArgs),
+    /// Subscribe and print messages (mosquitto_sub's flags).
+    Sub(tools::subscribe::SubArgs),
+    /// MQTT 5 request/response: publish a request and print the answer (mosquitto_rr's flags).
+    Rr(tools::rr::RrArgs),
     /// Print the version.
     Version,
 }
@@ -25,9 +32,29 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Serve(args)) => serve::run(args),
         None => serve::run(serve::ServeArgs::default()),
+        Some(Command::Pub(args)) => run_tool(tools::publish::run(args)),
+        Some(Command::Sub(args)) => run_tool(tools::subscribe::run(args)),
+        Some(Command::Rr(args)) => run_tool(tools::rr::run(args)),
         Some(Command::Version) => {
             println!("midge {} (MQTT 3.1, 3.1.1, 5.0)", env!("CARGO_PKG_VERSION"));
             Ok(())
+        }
+    }
+}
+
+/// Runs a client tool on a small runtime and exits with its exit code.
+fn run_tool<F>(fut: F) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = Result<(), tools::ToolError>>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match runtime.block_on(fut) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            eprintln!("{}", e.message);
+            std::process::exit(e.code);
         }
     }
 }

@@ -4,58 +4,20 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use common::{midge, start};
 
 use bytes::BytesMut;
 use midge_codec::{
     decode, encode, Connect, ConnectProperties, DecodeLimits, Disconnect, Packet, ProtocolVersion,
     ReasonCode,
 };
-
-fn midge() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_midge"))
-}
-
-/// Starts `midge serve` and returns it with the address it logged.
-fn start(extra: &[&str]) -> (Child, String, mpsc::Receiver<String>) {
-    let mut child = midge()
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(extra)
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
-            if let Some(rest) = line.split("mqtt://").nth(1) {
-                let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-                let addr = addr
-                    .trim_end_matches(|c: char| !c.is_ascii_digit())
-                    .to_owned();
-                return (child, addr, rx);
-            }
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("midge did not log its listening address");
-}
 
 fn read_packet(s: &mut TcpStream, v: ProtocolVersion) -> Option<Packet> {
     let mut buf = BytesMut::new();
@@ -96,10 +58,10 @@ fn connect_v5(addr: &str) -> TcpStream {
 
 #[test]
 fn sigterm_sends_disconnect_0x8b_and_exits_cleanly() {
-    let (mut child, addr, logs) = start(&[]);
-    let mut client = connect_v5(&addr);
+    let mut broker = start(&[]);
+    let mut client = connect_v5(&broker.addr);
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &broker.child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -111,7 +73,7 @@ fn sigterm_sends_disconnect_0x8b_and_exits_cleanly() {
     }
     let deadline = Instant::now() + Duration::from_secs(15);
     let exit = loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = broker.child.try_wait().unwrap() {
             break s;
         }
         assert!(
@@ -121,7 +83,7 @@ fn sigterm_sends_disconnect_0x8b_and_exits_cleanly() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(exit.success(), "{exit:?}");
-    let lines: Vec<String> = logs.try_iter().collect();
+    let lines: Vec<String> = broker.logs.try_iter().collect();
     assert!(
         lines
             .iter()

@@ -1,0 +1,268 @@
+//! `midge pub`, `midge sub` and `midge rr` run as a user runs them: spawned processes against
+//! a spawned `midge serve`.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{midge, start, Broker};
+
+/// Runs a tool to completion with a time limit.
+fn run(args: &[&str]) -> Output {
+    let child = midge()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_output(child, Duration::from_secs(20))
+}
+
+fn wait_output(mut child: Child, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Starts `midge sub -d` and waits until it reports its SUBACK.
+fn spawn_sub(b: &Broker, args: &[&str]) -> Child {
+    let mut child = midge()
+        .args(["sub", "-d", "-p", &b.port])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            if line.contains("received SUBACK") {
+                return child;
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("sub did not subscribe");
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn sub_receives_what_pub_sends_at_each_qos_and_version() {
+    let b = start(&[]);
+    for v in ["311", "5"] {
+        for qos in ["0", "1", "2"] {
+            let sub = spawn_sub(
+                &b,
+                &["-t", "home/+/light", "-q", qos, "-V", v, "-C", "1", "-v"],
+            );
+            let msg = format!("on-{v}-{qos}");
+            let o = run(&[
+                "pub",
+                "-p",
+                &b.port,
+                "-t",
+                "home/bedroom/light",
+                "-m",
+                &msg,
+                "-q",
+                qos,
+                "-V",
+                v,
+            ]);
+            assert!(o.status.success(), "{o:?}");
+            let out = wait_output(sub, Duration::from_secs(10));
+            assert!(out.status.success(), "{out:?}");
+            assert_eq!(stdout(&out), format!("home/bedroom/light {msg}\n"));
+        }
+    }
+}
+
+#[test]
+fn retained_flag_and_format() {
+    let b = start(&[]);
+    let o = run(&[
+        "pub",
+        "-p",
+        &b.port,
+        "-t",
+        "state/door",
+        "-m",
+        "open",
+        "-r",
+        "-q",
+        "1",
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let o = run(&[
+        "sub", "-p", &b.port, "-t", "state/#", "-C", "1", "-F", "%t %p %r",
+    ]);
+    assert_eq!(stdout(&o), "state/door open 1\n");
+    // -R skips retained messages: nothing else arrives, so -W ends it with 27.
+    let o = run(&["sub", "-p", &b.port, "-t", "state/#", "-R", "-W", "1"]);
+    assert_eq!(o.status.code(), Some(27), "{o:?}");
+    // --json gives one object per line.
+    let o = run(&["sub", "-p", &b.port, "-t", "state/#", "-C", "1", "--json"]);
+    let line = stdout(&o);
+    assert!(
+        line.contains("\"topic\":\"state/door\"") && line.contains("\"retain\":true"),
+        "{line}"
+    );
+}
+
+#[test]
+fn will_is_published_when_a_tool_is_killed() {
+    let b = start(&[]);
+    let watcher = spawn_sub(&b, &["-t", "will/#", "-C", "1", "-v"]);
+    let mut victim = spawn_sub(
+        &b,
+        &[
+            "-t",
+            "x",
+            "--will-topic",
+            "will/victim",
+            "--will-payload",
+            "died",
+            "-k",
+            "5",
+        ],
+    );
+    victim.kill().unwrap();
+    let _ = victim.wait();
+    let out = wait_output(watcher, Duration::from_secs(10));
+    assert_eq!(stdout(&out), "will/victim died\n");
+}
+
+#[test]
+fn count_and_timeout_end_sub() {
+    let b = start(&[]);
+    let sub = spawn_sub(&b, &["-t", "c", "-C", "3"]);
+    for i in 0..3 {
+        run(&["pub", "-p", &b.port, "-t", "c", "-m", &i.to_string()]);
+    }
+    let out = wait_output(sub, Duration::from_secs(10));
+    assert!(out.status.success());
+    assert_eq!(stdout(&out), "0\n1\n2\n");
+    let started = Instant::now();
+    let o = run(&["sub", "-p", &b.port, "-t", "silent", "-W", "1"]);
+    assert_eq!(o.status.code(), Some(27));
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn pub_reads_stdin_lines() {
+    let b = start(&[]);
+    let sub = spawn_sub(&b, &["-t", "lines", "-C", "2"]);
+    let mut child = midge()
+        .args(["pub", "-p", &b.port, "-t", "lines", "-l", "-q", "1"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"first\nsecond\n").unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+    let out = wait_output(sub, Duration::from_secs(10));
+    assert_eq!(stdout(&out), "first\nsecond\n");
+}
+
+#[test]
+fn rr_gets_its_answer() {
+    let b = start(&[]);
+    // A responder made of the tools: a sub that prints the response topic and correlation
+    // data of one request, then a pub that answers there.
+    let responder = spawn_sub(&b, &["-t", "svc/time", "-C", "1", "-V", "5", "-F", "%R %D"]);
+    let requester = midge()
+        .args([
+            "rr",
+            "-p",
+            &b.port,
+            "-t",
+            "svc/time",
+            "-e",
+            "replies/me",
+            "-m",
+            "now?",
+            "-W",
+            "10",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let req = wait_output(responder, Duration::from_secs(10));
+    let line = stdout(&req);
+    let mut parts = line.trim_end().splitn(2, ' ');
+    let (topic, correlation) = (parts.next().unwrap(), parts.next().unwrap());
+    assert_eq!(topic, "replies/me");
+    let o = run(&[
+        "pub",
+        "-p",
+        &b.port,
+        "-V",
+        "5",
+        "-t",
+        topic,
+        "-m",
+        "12:00",
+        "-D",
+        "publish",
+        "correlation-data",
+        correlation,
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let answer = wait_output(requester, Duration::from_secs(10));
+    assert!(answer.status.success(), "{answer:?}");
+    assert_eq!(stdout(&answer), "12:00\n");
+}
+
+#[test]
+fn refused_connection_prints_the_reason_and_fails() {
+    let b = start(&[]);
+    let long_id = "x".repeat(300);
+    let o = run(&[
+        "pub", "-p", &b.port, "-V", "5", "-i", &long_id, "-t", "t", "-m", "m",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("ClientIdentifierNotValid"), "{err}");
+    let o = run(&["pub", "-p", "1", "-t", "t", "-m", "m"]);
+    assert_eq!(o.status.code(), Some(1));
+    let o = run(&["pub", "-p", &b.port, "-m", "no topic"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn url_flag_sets_host_port_and_topic() {
+    let b = start(&[]);
+    let sub = spawn_sub(&b, &["-t", "via/url", "-C", "1"]);
+    let url = format!("mqtt://{}/via/url", b.addr);
+    let o = run(&["pub", "-L", &url, "-m", "hello"]);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(
+        stdout(&wait_output(sub, Duration::from_secs(10))),
+        "hello\n"
+    );
+}
