@@ -182,7 +182,9 @@ impl Broker {
                     timers.wills.remove(s.uid);
                     timers.expiries.remove(s.uid);
                 }
-                if req.clean_start {
+                // A session with expiry 0 ends with its connection ([MQTT-3.1.2-6] for a
+                // 3.1.1 clean session): a takeover cannot resume it.
+                if req.clean_start || st.expiry_secs == 0 {
                     drop(st);
                     discarded = Some(s);
                     None

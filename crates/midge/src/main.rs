@@ -1,5 +1,6 @@
 //! The `midge` binary: the broker and its client tools behind one command line.
 
+mod bench;
 mod serve;
 mod tools;
 
@@ -23,6 +24,8 @@ enum Command {
     Sub(tools::subscribe::SubArgs),
     /// MQTT 5 request/response: publish a request and print the answer (mosquitto_rr's flags).
     Rr(tools::rr::RrArgs),
+    /// Load generator: conn, fanin, fanout, p2p, shared, subs, custom.
+    Bench(bench::BenchArgs),
     /// Print the version.
     Version,
 }
@@ -35,6 +38,7 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Pub(args)) => run_tool(tools::publish::run(args)),
         Some(Command::Sub(args)) => run_tool(tools::subscribe::run(args)),
         Some(Command::Rr(args)) => run_tool(tools::rr::run(args)),
+        Some(Command::Bench(args)) => run_bench(args),
         Some(Command::Version) => {
             println!("midge {} (MQTT 3.1, 3.1.1, 5.0)", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -51,6 +55,20 @@ where
         .enable_all()
         .build()?;
     match runtime.block_on(fut) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            eprintln!("{}", e.message);
+            std::process::exit(e.code);
+        }
+    }
+}
+
+/// Runs the load generator on a multi-threaded runtime.
+fn run_bench(args: bench::BenchArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match runtime.block_on(bench::run(args)) {
         Ok(()) => Ok(()),
         Err(e) => {
             eprintln!("{}", e.message);
