@@ -1,0 +1,223 @@
+"""Driver of bench/compare.sh: starts each broker fresh for every run, runs `midge bench`
+against it with --pid, and prints a markdown table (medians over runs)."""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MIDGE = os.path.join(ROOT, "target", "release", "midge")
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+RUMQTTD = shutil.which("rumqttd")
+
+# Same limits for every broker: persistence off, 1000 queued messages per client,
+# 64 in flight, 1 MiB packets, no connection limit below the open-file limit.
+MOSQUITTO_CONF = """listener {port} 127.0.0.1
+allow_anonymous true
+persistence false
+max_queued_messages 1000
+max_inflight_messages 64
+message_size_limit 1048576
+max_connections -1
+"""
+
+MIDGE_CONF = """[[listener]]
+bind = "127.0.0.1:{port}"
+
+[limits]
+max_connections = 19500
+max_packet_size_bytes = 1048576
+max_inflight_messages = 64
+max_queued_messages = 1000
+"""
+
+RUMQTTD_CONF = """id = 0
+[router]
+id = 0
+max_connections = 20000
+max_outgoing_packet_count = 200
+max_segment_size = 104857600
+max_segment_count = 10
+
+[v4.1]
+name = "v4-1"
+listen = "127.0.0.1:{port}"
+next_connection_delay_ms = 0
+[v4.1.connections]
+connection_timeout_ms = 60000
+max_payload_size = 1048576
+max_inflight_count = 64
+dynamic_filters = true
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"broker did not listen on {port}")
+
+
+class Broker:
+    def __init__(self, name, tmp):
+        self.name, self.tmp, self.proc, self.port = name, tmp, None, None
+
+    def start(self):
+        self.port = free_port()
+        conf = os.path.join(self.tmp, f"{self.name}.conf")
+        if self.name == "midge":
+            open(conf, "w").write(MIDGE_CONF.format(port=self.port))
+            cmd = [MIDGE, "serve", "--config", conf]
+        elif self.name == "mosquitto":
+            open(conf, "w").write(MOSQUITTO_CONF.format(port=self.port))
+            cmd = [MOSQUITTO, "-c", conf]
+        else:
+            open(conf, "w").write(RUMQTTD_CONF.format(port=self.port))
+            cmd = [RUMQTTD, "--config", conf]
+        env = dict(os.environ, RUST_LOG="warn")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     env=env, preexec_fn=raise_nofile)
+        wait_port(self.port)
+
+    def stop(self):
+        if self.proc:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+
+def raise_nofile():
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def bench(broker, args, timeout):
+    cmd = [MIDGE, "bench"] + args + ["-p", str(broker.port), "--pid", str(broker.proc.pid),
+                                     "--json", "--quiet"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                         preexec_fn=raise_nofile)
+    if out.returncode != 0:
+        return {"error": (out.stderr or out.stdout).strip()[:200]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def scenarios(quick, duration):
+    d = ["-d", str(duration), "-w", "1"]
+    n = "20" if quick else "100"
+    filters = "10000" if quick else "100000"
+    conns = "2000" if quick else "19000"
+    rows = []
+    for qos in ("0", "1"):
+        rows.append((f"fan-in QoS {qos} (100 pub -> 1 sub), msg/s", ["fanin", "-n", n, "-q", qos] + d, "msgs_per_sec_out"))
+        rows.append((f"fan-out QoS {qos} (1 pub -> 100 sub), msg/s", ["fanout", "-n", n, "-q", qos] + d, "msgs_per_sec_out"))
+        rows.append((f"p2p QoS {qos} (100 pairs), msg/s", ["p2p", "-n", n, "-q", qos] + d, "msgs_per_sec_out"))
+    rows.append(("p2p QoS 1 at 10k msg/s, p99 latency ms", ["p2p", "-n", n, "-q", "1", "-r", "10000"] + d, "latency_ms_p99"))
+    rows.append((f"routing: {filters} subscriptions + 1000 wildcards, msg/s",
+                 ["subs", "--filters", filters, "--wildcards", "1000", "-q", "0"] + d, "msgs_per_sec_out"))
+    rows.append((f"idle connections: {conns}, broker KiB per connection",
+                 ["conn", "-n", conns, "--source-ips", "4", "--hold", "2"], "broker_rss_kib_per_connection"))
+    rows.append((f"idle connections: {conns}, connects/s",
+                 ["conn", "-n", conns, "--source-ips", "4", "--hold", "0"], "connects_per_sec"))
+    return rows
+
+
+def fmt(v, key):
+    if v is None:
+        return "n/a"
+    if key.startswith("latency") or key.endswith("per_connection"):
+        return f"{v:.3f}" if v < 10 else f"{v:.1f}"
+    return f"{v:,.0f}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=None)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out")
+    a = ap.parse_args()
+    runs = 1 if a.quick else a.runs
+    duration = a.duration or (2 if a.quick else 5)
+    names = ["midge", "mosquitto"] + (["rumqttd"] if RUMQTTD else [])
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, args, key in scenarios(a.quick, duration):
+            for name in names:
+                vals, cpus, rss, lost = [], [], [], []
+                for _ in range(runs):
+                    b = Broker(name, tmp)
+                    b.start()
+                    try:
+                        r = bench(b, args, timeout=300)
+                    except subprocess.TimeoutExpired:
+                        r = {"error": "timeout"}
+                    finally:
+                        b.stop()
+                    if "error" in r:
+                        print(f"{label} / {name}: {r['error']}", file=sys.stderr)
+                        continue
+                    vals.append(r.get(key))
+                    cpus.append(r.get("broker_cpu_secs"))
+                    rss.append(r.get("broker_peak_rss_mib") or r.get("broker_rss_mib"))
+                    lost.append(r.get("lost", r.get("failures")))
+                    print(f"{label} / {name}: {fmt(r.get(key), key)}", file=sys.stderr)
+                med = lambda xs: statistics.median([x for x in xs if x is not None]) if any(x is not None for x in xs) else None
+                results[(label, name)] = (med(vals), med(cpus), med(rss), max([x for x in lost if x is not None], default=None))
+    lines = []
+    lines.append(f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}; "
+                 f"date {datetime.date.today().isoformat()}; {runs} run(s) per cell, median; "
+                 f"{duration:g} s measured after 1 s warm-up; 64-byte payloads; MQTT 3.1.1; "
+                 f"load generator `midge bench` on the same machine.")
+    lines.append("")
+    header = "| scenario | " + " | ".join(names) + " | midge/mosquitto | " + \
+             " | ".join(f"{n} CPU s" for n in names) + " | " + " | ".join(f"{n} peak RSS MiB" for n in names) + \
+             " | " + " | ".join(f"{n} lost" for n in names) + " |"
+    lines.append(header)
+    lines.append("|" + "---|" * (header.count("|") - 1))
+    for label, _, key in scenarios(a.quick, duration):
+        vals = [results.get((label, n), (None,) * 4) for n in names]
+        m, q = vals[0][0], vals[1][0]
+        if m is not None and q:
+            ratio = f"{(q / m if key.startswith('latency') or key.endswith('per_connection') else m / q):.2f}x"
+        else:
+            ratio = "n/a"
+        row = [label] + [fmt(v[0], key) for v in vals] + [ratio] + \
+              [fmt(v[1], "latency") if v[1] is not None else "n/a" for v in vals] + \
+              [f"{v[2]:.1f}" if v[2] is not None else "n/a" for v in vals] + \
+              [str(v[3]) if v[3] is not None else "n/a" for v in vals]
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    lines.append("For latency and memory per connection the ratio is mosquitto/midge, so above 1 means midge is better everywhere.")
+    text = "\n".join(lines) + "\n"
+    if a.out:
+        open(a.out, "w").write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs the same load scenarios against midge and mosquitto (and rumqttd if installed) on
+# loopback, side by side, and writes a markdown table of both and of the ratio
+# midge/mosquitto with each broker's CPU seconds and peak RSS.
+#
+# Usage: bench/compare.sh [--runs N] [--duration SECS] [--quick] [--out FILE]
+#   --runs N       runs per cell, the median is reported (default 3)
+#   --duration S   measured seconds per run (default 5; --quick: 2)
+#   --quick        fewer clients and filters, one run: a smoke test of the script itself
+#   --out FILE     write the markdown there (default: stdout)
+# Installs Debian's mosquitto if missing. Put rumqttd on PATH (cargo install rumqttd) to
+# include it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mosquitto
+fi
+cargo build --release --locked -p midge >&2
+exec python3 bench/compare.py "$@"
