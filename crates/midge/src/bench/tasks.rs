@@ -305,12 +305,11 @@ fn record(
     }
     stats.received += 1;
     live.received.fetch_add(1, Ordering::Relaxed);
-    if now_us >= window_start
-        && now_us < window_end + 1_000_000
-        && ts >= window_start
-        && ts < window_end
-    {
+    // Throughput counts what arrived during the window; latency what was sent during it.
+    if now_us >= window_start && now_us < window_end {
         stats.received_in_window += 1;
+    }
+    if ts >= window_start && ts < window_end {
         let _ = stats.latency_us.record(now_us.saturating_sub(ts).max(1));
     }
 }
