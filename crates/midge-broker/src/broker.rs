@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use midge_codec::{
-    ClientId, ProtocolVersion, QoS, SubscriptionId, SubscriptionOptions, TopicFilter,
+    ClientId, ProtocolVersion, QoS, SubscriptionId, SubscriptionOptions, TopicFilter, TopicName,
 };
 use parking_lot::{Mutex, RwLock};
 
@@ -25,6 +25,27 @@ use crate::session::{
     StoredSubscription, WillMessage,
 };
 use crate::time::{secs, Timestamp};
+
+/// Payloads up to this size are copied out of the connection's read buffer when published,
+/// so that a small message kept in a queue or in the retained store does not pin a whole
+/// read buffer; larger payloads stay shared (zero copy).
+pub const COMPACT_PAYLOAD_MAX: usize = 4096;
+
+/// Copies a message's topic and (small) payload into allocations of their own.
+fn compact(mut msg: Message) -> Message {
+    if let Ok(t) = TopicName::try_from(msg.topic.as_str()) {
+        msg.topic = t;
+    }
+    if msg.payload.len() <= COMPACT_PAYLOAD_MAX {
+        msg.payload = bytes::Bytes::copy_from_slice(&msg.payload);
+    }
+    msg
+}
+
+/// A client id in an allocation of its own (decoded ids share the read buffer).
+fn own_client_id(id: &ClientId) -> ClientId {
+    ClientId::try_from(id.as_str()).unwrap_or_else(|_| id.clone())
+}
 
 /// Session expiry interval meaning "never".
 pub const NEVER_EXPIRE: u32 = u32::MAX;
@@ -153,7 +174,11 @@ impl Broker {
 
     /// Attaches a connection to its session, creating, resuming or replacing it, and taking
     /// over from a connection that still holds the client id ([MQTT-3.1.4-3]).
-    pub fn connect(&self, req: ConnectRequest, now: Timestamp) -> Attached {
+    pub fn connect(&self, mut req: ConnectRequest, now: Timestamp) -> Attached {
+        req.client_id = own_client_id(&req.client_id);
+        if let Some(w) = req.will.as_mut() {
+            w.message = compact(w.message.clone());
+        }
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let attachment = Attachment {
             generation,
@@ -341,7 +366,7 @@ impl Broker {
         self.metrics
             .messages_received
             .fetch_add(1, Ordering::Relaxed);
-        let mut msg = msg;
+        let mut msg = compact(msg);
         // The expiry interval runs from the moment the broker publishes the message (for a
         // will: when it is published, not when CONNECT arrived).
         if let Some(interval) = msg.properties.message_expiry_interval {
@@ -441,6 +466,9 @@ impl Broker {
         options: SubscriptionOptions,
         sub_id: Option<SubscriptionId>,
     ) -> bool {
+        // Kept for the session's lifetime: not in the shared read buffer.
+        let owned = TopicFilter::try_from(filter.as_str());
+        let filter = owned.as_ref().unwrap_or(filter);
         let is_new = session.lock().add_subscription(StoredSubscription {
             filter: filter.clone(),
             options,

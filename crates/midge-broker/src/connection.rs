@@ -76,7 +76,6 @@ struct Active {
     client_id: ClientId,
     keep_alive: u16,
     aliases: HashMap<u16, TopicName>,
-    client_max_packet: u32,
     connect_expiry: u32,
     resend: Vec<OutItem>,
 }
@@ -115,6 +114,9 @@ pub struct Connection {
     connect_deadline: Timestamp,
     last_received: Timestamp,
     disconnect_expiry: Option<u32>,
+    /// The client's Maximum Packet Size (5.0), known once its CONNECT is decoded; nothing
+    /// larger is ever sent to it ([MQTT-3.1.2-24]).
+    client_max_packet: u32,
 }
 
 impl Connection {
@@ -135,6 +137,7 @@ impl Connection {
             connect_deadline: now + connect_timeout,
             last_received: now,
             disconnect_expiry: None,
+            client_max_packet: u32::MAX,
         }
     }
 
@@ -290,7 +293,9 @@ impl Connection {
     /// another connection took the session.
     pub fn poll_output(&mut self, now: Timestamp, out: &mut OutBuffer) -> Result<(), CloseReason> {
         let version = self.version;
+        let max_packet = self.client_max_packet;
         for p in self.pending.drain(..) {
+            let p = fit_to_client(p, max_packet, version);
             // Our own packets are built valid; an encode failure is a bug worth a log line,
             // not a reason to stop serving the client.
             if let Err(e) = out.push(&p, version) {
@@ -312,13 +317,12 @@ impl Connection {
                 drop(st);
                 self.send_disconnect(ReasonCode::SessionTakenOver, None);
                 for p in self.pending.drain(..) {
-                    let _ = out.push(&p, version);
+                    let _ = out.push(&fit_to_client(p, max_packet, version), version);
                 }
                 return Err(CloseReason::TakenOver);
             }
             st.poll_deliveries(now, &mut items);
         }
-        let max_packet = active.client_max_packet;
         let mut too_large = Vec::new();
         for item in items {
             match item {
@@ -422,6 +426,10 @@ impl Connection {
 
     fn on_connect(&mut self, c: Connect, now: Timestamp) -> Result<ConnectInfo, CloseReason> {
         self.version = c.protocol;
+        self.client_max_packet = c
+            .properties
+            .maximum_packet_size
+            .map_or(u32::MAX, NonZeroU32::get);
         let v5 = c.protocol.is_v5();
         let config = self.broker.config().clone();
         if v5 && c.properties.authentication_method.is_some() {
@@ -560,15 +568,13 @@ impl Connection {
             code: ReasonCode::Success,
             properties,
         }));
+        // The session's copy of the id, not the decoded one that shares the read buffer.
+        let client_id = attached.session.client_id.clone();
         self.state = State::Active(Box::new(Active {
             attached,
             client_id: client_id.clone(),
             keep_alive,
             aliases: HashMap::new(),
-            client_max_packet: c
-                .properties
-                .maximum_packet_size
-                .map_or(u32::MAX, NonZeroU32::get),
             connect_expiry: expiry,
             resend,
         }));
@@ -873,6 +879,33 @@ fn build_publish(
         properties,
         payload: d.msg.payload.clone(),
     })
+}
+
+/// Leaves out the Reason String and User Properties of a packet the broker built when they
+/// would make it larger than the client's Maximum Packet Size: the specification says the
+/// sender must not send them in that case ([MQTT-3.2.2-19], [MQTT-3.14.2-3] and the same
+/// rule for every acknowledgement), and they are only diagnostics.
+fn fit_to_client(mut p: Packet, max: u32, version: ProtocolVersion) -> Packet {
+    if encoded_len(&p, version) <= usize::try_from(max).unwrap_or(usize::MAX) {
+        return p;
+    }
+    match &mut p {
+        Packet::ConnAck(a) => {
+            a.properties.reason_string = None;
+            a.properties.user_properties.clear();
+        }
+        Packet::Disconnect(d) => {
+            d.properties.reason_string = None;
+            d.properties.user_properties.clear();
+        }
+        Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => {
+            a.properties = ReasonProperties::default();
+        }
+        Packet::SubAck(a) => a.properties = ReasonProperties::default(),
+        Packet::UnsubAck(a) => a.properties = ReasonProperties::default(),
+        _ => {}
+    }
+    p
 }
 
 /// Reads the protocol level of a CONNECT from its first bytes, if they are there.

@@ -76,10 +76,16 @@ impl OutBuffer {
         &self.chunks
     }
 
-    /// Marks `n` bytes as written.
+    /// Marks `n` bytes as written. Once everything is written the buffers are released, so
+    /// an idle connection holds no output memory.
     pub fn advance(&mut self, mut n: usize) {
         self.seal();
         self.len -= n.min(self.len);
+        if self.len == 0 {
+            self.chunks = VecDeque::new();
+            self.tail = BytesMut::new();
+            return;
+        }
         while n > 0 {
             let Some(front) = self.chunks.front_mut() else {
                 break;

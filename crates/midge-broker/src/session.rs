@@ -80,6 +80,9 @@ pub enum EnqueueOutcome {
 pub enum OutState {
     /// PUBLISH sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
     Published,
+    /// PUBLISH sent on an earlier connection of the session and not acknowledged: it is
+    /// re-sent with DUP set as soon as the new connection's Receive Maximum allows.
+    ToResend,
     /// PUBREC received and PUBREL sent, waiting for PUBCOMP.
     Released,
 }
@@ -133,6 +136,8 @@ pub struct SessionState {
     queued_bytes: usize,
     inflight: VecDeque<Inflight>,
     in_use: HashSet<u16>,
+    /// Entries of `inflight` in state `ToResend`.
+    to_resend: usize,
     next_pid: u16,
     /// Inbound QoS 2 packet ids received (PUBREC sent) and not yet released.
     pub incoming_qos2: HashSet<u16>,
@@ -219,6 +224,7 @@ impl SessionState {
             queued_bytes: 0,
             inflight: VecDeque::new(),
             in_use: HashSet::new(),
+            to_resend: 0,
             next_pid: 1,
             incoming_qos2: HashSet::new(),
             expiry_secs,
@@ -311,35 +317,43 @@ impl SessionState {
     pub fn drain_all(&mut self) -> Vec<Delivery> {
         self.queued_bytes = 0;
         self.in_use.clear();
+        self.to_resend = 0;
         let mut out: Vec<Delivery> = self
             .inflight
             .drain(..)
-            .filter(|i| i.state == OutState::Published)
+            .filter(|i| i.state != OutState::Released)
             .map(|i| i.delivery)
             .collect();
         out.extend(self.queue.drain(..));
         out
     }
 
-    /// What to resend after a reconnect: every inflight message in its original order, as
-    /// PUBLISH with DUP set or as PUBREL ([MQTT-4.4.0-1]).
-    pub fn resend_inflight(&self) -> Vec<OutItem> {
-        self.inflight
-            .iter()
-            .map(|i| match i.state {
-                OutState::Published => OutItem::Publish {
-                    delivery: i.delivery.clone(),
-                    pid: Some(i.pid),
-                    dup: true,
-                },
-                OutState::Released => OutItem::PubRel(i.pid),
-            })
-            .collect()
+    /// Starts re-sending after a reconnect ([MQTT-4.4.0-1]): returns the PUBREL packets to
+    /// send again, in order, and marks every unacknowledged PUBLISH for `poll_deliveries`,
+    /// which re-sends them with DUP set and their original ids, in their original order, only
+    /// as fast as the new connection's Receive Maximum allows ([MQTT-3.3.4-7]): the client
+    /// may have reconnected with a smaller one than the number of messages in flight.
+    pub fn resend_inflight(&mut self) -> Vec<OutItem> {
+        let mut rels = Vec::new();
+        self.to_resend = 0;
+        for i in &mut self.inflight {
+            match i.state {
+                OutState::Published | OutState::ToResend => {
+                    i.state = OutState::ToResend;
+                    self.to_resend += 1;
+                }
+                OutState::Released => rels.push(OutItem::PubRel(i.pid)),
+            }
+        }
+        rels
     }
 
     /// Moves queued messages into flight while the send window allows, appending what to send
     /// to `out`. Expired messages are dropped.
     pub fn poll_deliveries(&mut self, now: Timestamp, out: &mut Vec<OutItem>) {
+        if self.to_resend > 0 {
+            self.poll_resends(out);
+        }
         while let Some(front) = self.queue.front() {
             if front.msg.is_expired(now) {
                 if let Some(d) = self.queue.pop_front() {
@@ -379,6 +393,29 @@ impl SessionState {
         }
     }
 
+    /// Re-sends marked messages while fewer than `max_inflight` are unacknowledged on this
+    /// connection. Marked messages still occupy their place in `inflight`, so queued
+    /// messages wait behind them and order is kept.
+    fn poll_resends(&mut self, out: &mut Vec<OutItem>) {
+        let window = usize::from(self.limits.max_inflight);
+        let mut outstanding = self.inflight.len() - self.to_resend;
+        for i in &mut self.inflight {
+            if outstanding >= window {
+                break;
+            }
+            if i.state == OutState::ToResend {
+                i.state = OutState::Published;
+                self.to_resend -= 1;
+                outstanding += 1;
+                out.push(OutItem::Publish {
+                    delivery: i.delivery.clone(),
+                    pid: Some(i.pid),
+                    dup: true,
+                });
+            }
+        }
+    }
+
     fn alloc_pid(&mut self) -> PacketId {
         loop {
             let v = self.next_pid;
@@ -399,6 +436,9 @@ impl SessionState {
     fn remove_at(&mut self, pos: usize) {
         if let Some(i) = self.inflight.remove(pos) {
             self.in_use.remove(&i.pid.get());
+            if i.state == OutState::ToResend {
+                self.to_resend -= 1;
+            }
         }
     }
 
@@ -407,7 +447,7 @@ impl SessionState {
         match self.position(pid) {
             Some(pos)
                 if self.inflight[pos].delivery.qos == QoS::AtLeastOnce
-                    && self.inflight[pos].state == OutState::Published =>
+                    && self.inflight[pos].state != OutState::Released =>
             {
                 self.remove_at(pos);
                 true
@@ -428,6 +468,9 @@ impl SessionState {
         if !success {
             self.remove_at(pos);
             return false;
+        }
+        if self.inflight[pos].state == OutState::ToResend {
+            self.to_resend -= 1;
         }
         self.inflight[pos].state = OutState::Released;
         true
@@ -550,9 +593,54 @@ mod tests {
         let p1 = PacketId::new(1).expect("non-zero");
         assert!(s.on_pubrec(p1, true));
         let resend = s.resend_inflight();
-        assert_eq!(resend[0], OutItem::PubRel(p1));
-        assert!(matches!(resend[1], OutItem::Publish { dup: true, .. }));
+        assert_eq!(resend, [OutItem::PubRel(p1)]);
+        out.clear();
+        s.poll_deliveries(Timestamp(0), &mut out);
+        assert!(matches!(out[..], [OutItem::Publish { dup: true, .. }]));
         assert!(s.on_pubcomp(p1));
         assert_eq!(s.inflight_len(), 1);
+    }
+
+    #[test]
+    fn resend_respects_a_smaller_window() {
+        let mut s = SessionState::new(ProtocolVersion::V5, 0, limits(10));
+        s.limits.max_inflight = 4;
+        for n in 0..4 {
+            s.enqueue(delivery(n, QoS::AtLeastOnce), Timestamp(0));
+        }
+        s.enqueue(delivery(4, QoS::AtLeastOnce), Timestamp(0));
+        let mut out = Vec::new();
+        s.poll_deliveries(Timestamp(0), &mut out);
+        assert_eq!(out.len(), 4);
+        // Reconnect with Receive Maximum 2.
+        s.limits.max_inflight = 2;
+        assert!(s.resend_inflight().is_empty());
+        let payloads = |out: &[OutItem]| -> Vec<(u8, bool)> {
+            out.iter()
+                .map(|o| match o {
+                    OutItem::Publish { delivery, dup, .. } => (delivery.msg.payload[0], *dup),
+                    other => panic!("unexpected {other:?}"),
+                })
+                .collect()
+        };
+        out.clear();
+        s.poll_deliveries(Timestamp(0), &mut out);
+        assert_eq!(payloads(&out), [(0, true), (1, true)]);
+        out.clear();
+        s.poll_deliveries(Timestamp(0), &mut out);
+        assert!(out.is_empty(), "window full");
+        // An acknowledgement of a message not yet re-sent also frees its place.
+        assert!(s.on_puback(PacketId::new(4).expect("non-zero")));
+        assert!(s.on_puback(PacketId::new(1).expect("non-zero")));
+        s.poll_deliveries(Timestamp(0), &mut out);
+        assert_eq!(payloads(&out), [(2, true)]);
+        out.clear();
+        assert!(s.on_puback(PacketId::new(2).expect("non-zero")));
+        s.poll_deliveries(Timestamp(0), &mut out);
+        assert_eq!(
+            payloads(&out),
+            [(4, false)],
+            "queued messages after the re-sends"
+        );
     }
 }

@@ -10,14 +10,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::BytesMut;
 use midge_broker::{Broker, CloseReason, Connection, Notify, OutBuffer, Timestamp};
 use midge_codec::{decode, DecodeLimits};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, Instrument};
 
 /// Stop reading from a client while this many bytes wait to be written to it.
 const OUTPUT_HIGH_WATER: usize = 256 * 1024;
-/// Read buffer grows in steps of this size; it is released when the connection is idle.
-const READ_CHUNK: usize = 8 * 1024;
+/// First read size; reads grow (doubling) while they fill the buffer, up to `READ_MAX`, and
+/// shrink again when they do not. The buffer is released whenever it is drained.
+const READ_MIN: usize = 1024;
+/// Largest read.
+const READ_MAX: usize = 64 * 1024;
 /// Slices per vectored write.
 const MAX_IOVECS: usize = 64;
 
@@ -50,6 +53,25 @@ pub struct DriverConfig {
     pub connect_timeout: Duration,
 }
 
+/// A byte source the driver can wait on without holding a buffer, so that an idle
+/// connection owns no read buffer at all.
+pub trait Source: Unpin + Send {
+    /// Waits until a read would not block (cancel-safe).
+    fn ready(&mut self) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+    /// Reads what is available into `buf` without blocking; `WouldBlock` if nothing is.
+    fn try_read_buf(&mut self, buf: &mut BytesMut) -> std::io::Result<usize>;
+}
+
+impl Source for tokio::net::tcp::OwnedReadHalf {
+    async fn ready(&mut self) -> std::io::Result<()> {
+        self.readable().await
+    }
+
+    fn try_read_buf(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
+        tokio::net::tcp::OwnedReadHalf::try_read_buf(self, buf)
+    }
+}
+
 /// Runs one connection until it closes.
 pub async fn drive<R, W>(
     reader: R,
@@ -59,7 +81,7 @@ pub async fn drive<R, W>(
     cfg: DriverConfig,
     shutdown: CancellationToken,
 ) where
-    R: AsyncRead + Unpin,
+    R: Source,
     W: AsyncWrite + Unpin,
 {
     let span = tracing::info_span!("conn", %peer, client_id = tracing::field::Empty);
@@ -88,10 +110,11 @@ async fn run<R, W>(
     shutdown: &CancellationToken,
 ) -> CloseReason
 where
-    R: AsyncRead + Unpin,
+    R: Source,
     W: AsyncWrite + Unpin,
 {
     let mut inbuf = BytesMut::new();
+    let mut read_size = READ_MIN;
     let mut out = OutBuffer::new();
     let mut closing: Option<CloseReason> = None;
     loop {
@@ -109,23 +132,36 @@ where
         }
         let deadline = conn.next_deadline().map(to_instant);
         let can_read = out.len() < OUTPUT_HIGH_WATER;
-        if can_read && inbuf.capacity() - inbuf.len() < READ_CHUNK / 2 {
-            inbuf.reserve(READ_CHUNK);
-        }
         tokio::select! {
-            // Cancel-safe: `read_buf` either completes with data in `inbuf` or reads nothing.
-            r = reader.read_buf(&mut inbuf), if can_read => {
-                match r {
+            // Cancel-safe: readiness only; the read itself happens in the arm's body.
+            r = reader.ready(), if can_read => {
+                if let Err(e) = r {
+                    return CloseReason::ConnectionLost(e.to_string());
+                }
+                // The buffer exists only while bytes are being processed.
+                if inbuf.capacity() - inbuf.len() < read_size / 2 {
+                    inbuf.reserve(read_size);
+                }
+                let room = inbuf.capacity() - inbuf.len();
+                match reader.try_read_buf(&mut inbuf) {
                     Ok(0) => return CloseReason::ConnectionLost("closed by peer".into()),
-                    Ok(_) => {
+                    Ok(n) => {
+                        read_size = if n == room {
+                            (read_size * 2).min(READ_MAX)
+                        } else if n < read_size / 4 {
+                            (read_size / 2).max(READ_MIN)
+                        } else {
+                            read_size
+                        };
                         if let Err(reason) = handle_input(conn, &mut inbuf, cfg) {
                             closing = Some(reason);
                         }
-                        if inbuf.is_empty() && inbuf.capacity() > 4 * READ_CHUNK {
-                            inbuf = BytesMut::new();
-                        }
                     }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(e) => return CloseReason::ConnectionLost(e.to_string()),
+                }
+                if inbuf.is_empty() {
+                    inbuf = BytesMut::new();
                 }
             }
             // Cancel-safe: one `write_vectored` call either wrote some bytes or none.
