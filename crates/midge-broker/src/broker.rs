@@ -108,6 +108,15 @@ struct Timers {
     expiries: Deadlines<ClientId>,
 }
 
+/// Result of routing one message.
+#[derive(Debug, Default)]
+pub struct PublishOutcome {
+    /// Sessions the message was delivered to.
+    pub matched: usize,
+    /// Connected sessions whose queue is full: the publisher waits for them.
+    pub congested: Vec<Arc<SessionHandle>>,
+}
+
 /// What a connection asks for when its CONNECT is accepted.
 #[derive(Debug)]
 pub struct ConnectRequest {
@@ -278,6 +287,8 @@ impl Broker {
             }
             st.attachment = None;
             session.set_online(false);
+            // Offline sessions apply their drop policy: paused publishers may go on.
+            st.wake_waiters();
             if let Some(e) = new_expiry {
                 st.expiry_secs = e;
             }
@@ -327,6 +338,7 @@ impl Broker {
     fn discard_session(&self, session: &Arc<SessionHandle>, now: Timestamp) {
         let (subs, pending) = {
             let mut st = session.lock();
+            st.wake_waiters();
             let subs: Vec<StoredSubscription> = st.subscriptions.drain().map(|(_, s)| s).collect();
             (subs, st.drain_all())
         };
@@ -350,7 +362,7 @@ impl Broker {
             }
         }
         for (s, d) in moved {
-            self.count_enqueue(s.deliver(d, now));
+            self.count_enqueue(s.deliver(d, now, None));
         }
     }
 
@@ -363,6 +375,19 @@ impl Broker {
         publisher: Option<&Arc<SessionHandle>>,
         now: Timestamp,
     ) -> usize {
+        self.publish_from(msg, publisher, None, now).matched
+    }
+
+    /// `publish` for a client's PUBLISH: also returns the connected sessions whose queues are
+    /// full, which the publisher must wait for (it is registered through `waiter` and woken
+    /// when they drain).
+    pub fn publish_from(
+        &self,
+        msg: Message,
+        publisher: Option<&Arc<SessionHandle>>,
+        waiter: Option<&Arc<dyn Notify>>,
+        now: Timestamp,
+    ) -> PublishOutcome {
         self.metrics
             .messages_received
             .fetch_add(1, Ordering::Relaxed);
@@ -430,21 +455,31 @@ impl Broker {
                 }
             }
         }
-        let n = targets.len();
+        let matched = targets.len();
+        let mut congested = Vec::new();
         for (s, d) in targets {
-            self.count_enqueue(s.deliver(d, now));
+            let outcome = s.deliver(d, now, waiter);
+            if outcome == EnqueueOutcome::Congested {
+                congested.push(s);
+            }
+            self.count_enqueue(outcome);
         }
-        if n == 0 {
+        if matched == 0 {
             self.metrics
                 .messages_unrouted
                 .fetch_add(1, Ordering::Relaxed);
         }
-        n
+        PublishOutcome { matched, congested }
     }
 
     fn count_enqueue(&self, outcome: EnqueueOutcome) {
         match outcome {
             EnqueueOutcome::Queued => {}
+            EnqueueOutcome::Congested => {
+                self.metrics
+                    .publishers_paused
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             EnqueueOutcome::DroppedOldest | EnqueueOutcome::DroppedNew => {
                 self.metrics
                     .dropped_queue_full

@@ -6,7 +6,7 @@
 //! error, [MQTT-3.1.0-1]); `Active` while attached to a session; once any method returns a
 //! `CloseReason`, the server flushes the output and calls `finish` exactly once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::num::{NonZeroU16, NonZeroU32};
 use std::sync::atomic::Ordering;
@@ -117,7 +117,16 @@ pub struct Connection {
     /// The client's Maximum Packet Size (5.0), known once its CONNECT is decoded; nothing
     /// larger is ever sent to it ([MQTT-3.1.2-24]).
     client_max_packet: u32,
+    /// Subscribers with a full queue this connection's publishes wait for (backpressure).
+    blocked_on: Vec<Arc<crate::session::SessionHandle>>,
+    /// PUBLISH packets received while blocked, processed in order once unblocked; QoS 1/2
+    /// ones are not acknowledged until then, so the client's window bounds this.
+    stash: VecDeque<Publish>,
+    stash_bytes: usize,
 }
+
+/// Stop reading from a client while this many bytes of its PUBLISH packets wait.
+pub const STASH_MAX_BYTES: usize = 256 * 1024;
 
 impl Connection {
     /// A new connection that must send CONNECT within `connect_timeout`.
@@ -138,7 +147,38 @@ impl Connection {
             last_received: now,
             disconnect_expiry: None,
             client_max_packet: u32::MAX,
+            blocked_on: Vec::new(),
+            stash: VecDeque::new(),
+            stash_bytes: 0,
         }
+    }
+
+    /// True while the server should stop reading from this client: too many of its
+    /// publishes wait for full subscriber queues.
+    pub fn read_paused(&self) -> bool {
+        self.stash_bytes >= STASH_MAX_BYTES
+    }
+
+    /// Drops the subscribers that have drained; true if some are still full.
+    fn still_blocked(&mut self) -> bool {
+        let notify = &self.notify;
+        self.blocked_on.retain(|s| s.congested(notify));
+        !self.blocked_on.is_empty()
+    }
+
+    /// Processes stashed publishes while no subscriber queue is full (or all of them when
+    /// `force`, before a DISCONNECT).
+    fn process_stash(&mut self, now: Timestamp, force: bool) -> Result<(), CloseReason> {
+        while !self.stash.is_empty() {
+            if !force && self.still_blocked() {
+                return Ok(());
+            }
+            if let Some(p) = self.stash.pop_front() {
+                self.stash_bytes -= p.payload.len();
+                self.route_publish(p, now)?;
+            }
+        }
+        Ok(())
     }
 
     /// The protocol version (3.1.1 until CONNECT says otherwise).
@@ -266,7 +306,11 @@ impl Connection {
                 self.pending.push(Packet::PingResp);
                 Ok(())
             }
-            Packet::Disconnect(d) => self.on_disconnect(d),
+            Packet::Disconnect(d) => {
+                // Publishes sent before DISCONNECT are delivered, even to full queues.
+                self.process_stash(now, true)?;
+                self.on_disconnect(d)
+            }
             Packet::Connect(_) => Err(self.violation(
                 ReasonCode::ProtocolError,
                 "[MQTT-3.1.0-2] second CONNECT on a connection",
@@ -292,6 +336,9 @@ impl Connection {
     /// Moves pending packets and session deliveries into `out`. Returns `TakenOver` if
     /// another connection took the session.
     pub fn poll_output(&mut self, now: Timestamp, out: &mut OutBuffer) -> Result<(), CloseReason> {
+        if !self.stash.is_empty() && matches!(self.state, State::Active(_)) {
+            self.process_stash(now, false)?;
+        }
         let version = self.version;
         let max_packet = self.client_max_packet;
         for p in self.pending.drain(..) {
@@ -599,6 +646,15 @@ impl Connection {
     }
 
     fn on_publish(&mut self, p: Publish, now: Timestamp) -> Result<(), CloseReason> {
+        if !self.stash.is_empty() || (!self.blocked_on.is_empty() && self.still_blocked()) {
+            self.stash_bytes += p.payload.len();
+            self.stash.push_back(p);
+            return Ok(());
+        }
+        self.route_publish(p, now)
+    }
+
+    fn route_publish(&mut self, p: Publish, now: Timestamp) -> Result<(), CloseReason> {
         let config = self.broker.config();
         let v5 = self.version.is_v5();
         let max_qos = config.max_qos;
@@ -691,7 +747,13 @@ impl Connection {
             properties,
             expires_at: None,
         };
-        let matched = self.broker.publish(msg, Some(&session), now);
+        let outcome = self
+            .broker
+            .publish_from(msg, Some(&session), Some(&self.notify), now);
+        let matched = outcome.matched;
+        if !outcome.congested.is_empty() {
+            self.blocked_on = outcome.congested;
+        }
         if let Some(pid) = pid {
             let code = if matched == 0 {
                 ReasonCode::NoMatchingSubscribers
@@ -795,7 +857,7 @@ impl Connection {
             codes,
         }));
         for d in retained {
-            session.deliver(d, now);
+            session.deliver(d, now, None);
         }
         Ok(())
     }

@@ -16,7 +16,7 @@ pub mod retained;
 pub mod session;
 pub mod time;
 
-pub use broker::{Attached, Broker, ConnectRequest, NEVER_EXPIRE};
+pub use broker::{Attached, Broker, ConnectRequest, PublishOutcome, NEVER_EXPIRE};
 pub use config::{BrokerConfig, QueueFullPolicy};
 pub use connection::{CloseReason, ConnectInfo, Connection};
 pub use message::{Delivery, Message};

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub dropped_expired: AtomicU64,
     /// Retained messages refused because the store was full.
     pub retained_dropped_full: AtomicU64,
+    /// Times a publisher was paused because a subscriber's queue was full (backpressure).
+    pub publishers_paused: AtomicU64,
     /// Sessions removed by expiry.
     pub sessions_expired: AtomicU64,
 }

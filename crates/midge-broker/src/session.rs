@@ -73,6 +73,10 @@ pub enum EnqueueOutcome {
     DroppedNew,
     /// Not queued: QoS 0 for an offline session.
     NotQueued,
+    /// Queued although the queue is at its limit (a QoS 1/2 message for a connected
+    /// session): the publisher must pause until the queue drains (backpressure), and has
+    /// been registered to be woken then.
+    Congested,
 }
 
 /// State of an outbound QoS 1/2 message.
@@ -155,6 +159,8 @@ pub struct SessionState {
     pub dropped_queue_full: u64,
     /// Messages dropped because they expired while queued.
     pub dropped_expired: u64,
+    /// Publishers paused because this queue is full, woken when it drains to half.
+    waiters: Vec<Arc<dyn Notify>>,
 }
 
 /// A session shared between the registry, the subscription index and its connection.
@@ -195,14 +201,26 @@ impl SessionHandle {
     }
 
     /// Queues a delivery and wakes the connection if one is attached.
-    pub fn deliver(&self, d: Delivery, now: Timestamp) -> EnqueueOutcome {
+    ///
+    /// `waiter` is the publisher's wake-up: registered when the outcome is `Congested`.
+    pub fn deliver(
+        &self,
+        d: Delivery,
+        now: Timestamp,
+        waiter: Option<&Arc<dyn Notify>>,
+    ) -> EnqueueOutcome {
         let (outcome, notify) = {
             let mut st = self.lock();
             let outcome = st.enqueue(d, now);
-            let notify = match outcome {
-                EnqueueOutcome::Queued | EnqueueOutcome::DroppedOldest => {
-                    st.attachment.as_ref().map(|a| a.notify.clone())
+            if outcome == EnqueueOutcome::Congested {
+                if let Some(w) = waiter {
+                    st.add_waiter(w);
                 }
+            }
+            let notify = match outcome {
+                EnqueueOutcome::Queued
+                | EnqueueOutcome::DroppedOldest
+                | EnqueueOutcome::Congested => st.attachment.as_ref().map(|a| a.notify.clone()),
                 _ => None,
             };
             (outcome, notify)
@@ -211,6 +229,19 @@ impl SessionHandle {
             n.notify();
         }
         outcome
+    }
+}
+
+impl SessionHandle {
+    /// True while this session's queue is at its limit and a publisher of QoS 1/2 messages to
+    /// it must wait; registers `waiter` to be woken when it drains.
+    pub fn congested(&self, waiter: &Arc<dyn Notify>) -> bool {
+        let mut st = self.lock();
+        let congested = st.attachment.is_some() && st.queue.len() >= st.limits.max_messages;
+        if congested {
+            st.add_waiter(waiter);
+        }
+        congested
     }
 }
 
@@ -234,6 +265,7 @@ impl SessionState {
             limits,
             dropped_queue_full: 0,
             dropped_expired: 0,
+            waiters: Vec::new(),
         }
     }
 
@@ -244,6 +276,20 @@ impl SessionState {
             return EnqueueOutcome::NotQueued;
         }
         let weight = d.msg.weight();
+        // A connected subscriber drains its queue: rather than drop a QoS 1/2 message, queue
+        // it beyond the limit and make the publisher wait. Paused publishers add at most one
+        // message each, so twice the limit is a hard cap that is not reached in practice.
+        if d.qos != QoS::AtMostOnce
+            && self.attachment.is_some()
+            && (self.queue.len() >= self.limits.max_messages
+                || self.queued_bytes + weight > self.limits.max_bytes)
+            && self.queue.len() < self.limits.max_messages.saturating_mul(2)
+            && self.queued_bytes + weight <= self.limits.max_bytes.saturating_mul(2)
+        {
+            self.queued_bytes += weight;
+            self.queue.push_back(d);
+            return EnqueueOutcome::Congested;
+        }
         let mut outcome = EnqueueOutcome::Queued;
         while self.queue.len() >= self.limits.max_messages
             || (self.queued_bytes + weight > self.limits.max_bytes && !self.queue.is_empty())
@@ -354,6 +400,27 @@ impl SessionState {
         if self.to_resend > 0 {
             self.poll_resends(out);
         }
+        self.move_into_flight(now, out);
+        if !self.waiters.is_empty() && self.queue.len() <= self.limits.max_messages / 2 {
+            self.wake_waiters();
+        }
+    }
+
+    /// Wakes every paused publisher (the queue drained, or the session went offline and
+    /// applies its drop policy from now on).
+    pub fn wake_waiters(&mut self) {
+        for w in self.waiters.drain(..) {
+            w.notify();
+        }
+    }
+
+    fn add_waiter(&mut self, w: &Arc<dyn Notify>) {
+        if !self.waiters.iter().any(|x| Arc::ptr_eq(x, w)) {
+            self.waiters.push(w.clone());
+        }
+    }
+
+    fn move_into_flight(&mut self, now: Timestamp, out: &mut Vec<OutItem>) {
         while let Some(front) = self.queue.front() {
             if front.msg.is_expired(now) {
                 if let Some(d) = self.queue.pop_front() {

@@ -3,138 +3,17 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use midge_broker::{Broker, BrokerConfig, CloseReason, Connection, Notify, OutBuffer, Timestamp};
+use bytes::Bytes;
+use common::*;
+use midge_broker::{Broker, BrokerConfig, CloseReason, Timestamp};
 use midge_codec::{
-    decode, ConnAck, Connect, ConnectProperties, DecodeLimits, Disconnect, DisconnectProperties,
-    Packet, PacketId, ProtocolVersion, PubAck, Publish, PublishProperties, QoS, QosPid, ReasonCode,
-    Subscribe, Subscription, SubscriptionOptions, Will, WillProperties,
+    Disconnect, DisconnectProperties, Packet, PacketId, ProtocolVersion, PubAck, Publish,
+    PublishProperties, QoS, QosPid, ReasonCode, Will, WillProperties,
 };
-
-#[derive(Debug, Default)]
-struct NoopNotify;
-
-impl Notify for NoopNotify {
-    fn notify(&self) {}
-}
-
-struct Client {
-    conn: Connection,
-    out: OutBuffer,
-}
-
-impl Client {
-    fn new(broker: &Arc<Broker>, now: Timestamp) -> Self {
-        Client {
-            conn: Connection::new(
-                broker.clone(),
-                Arc::new(NoopNotify),
-                now,
-                Duration::from_secs(10),
-            ),
-            out: OutBuffer::new(),
-        }
-    }
-
-    fn send(&mut self, p: Packet, now: Timestamp) -> Result<(), CloseReason> {
-        self.conn.handle_packet(p, now).map(|_| ())
-    }
-
-    fn recv(&mut self, now: Timestamp) -> Vec<Packet> {
-        let _ = self.conn.poll_output(now, &mut self.out);
-        let mut bytes = BytesMut::new();
-        for c in self.out.chunks() {
-            bytes.extend_from_slice(c);
-        }
-        let n = self.out.len();
-        self.out.advance(n);
-        let mut packets = Vec::new();
-        while let Some(p) =
-            decode(&mut bytes, self.conn.version(), &DecodeLimits::default()).unwrap()
-        {
-            packets.push(p);
-        }
-        packets
-    }
-}
-
-fn connect_packet(id: &str, v: ProtocolVersion, clean: bool, keep_alive: u16) -> Connect {
-    Connect {
-        protocol: v,
-        clean_start: clean,
-        keep_alive,
-        properties: ConnectProperties::default(),
-        client_id: id.try_into().unwrap(),
-        will: None,
-        username: None,
-        password: None,
-    }
-}
-
-fn connected(broker: &Arc<Broker>, c: Connect, now: Timestamp) -> Client {
-    let mut client = Client::new(broker, now);
-    client.send(Packet::Connect(Box::new(c)), now).unwrap();
-    let packets = client.recv(now);
-    assert!(
-        matches!(
-            &packets[..],
-            [Packet::ConnAck(ConnAck {
-                code: ReasonCode::Success,
-                ..
-            })]
-        ),
-        "{packets:?}"
-    );
-    client
-}
-
-fn subscribe(client: &mut Client, filter: &str, qos: QoS, now: Timestamp) {
-    let s = Subscribe {
-        packet_id: PacketId::new(1).unwrap(),
-        properties: Default::default(),
-        subscriptions: vec![Subscription {
-            filter: filter.parse::<midge_codec::TopicFilter>().unwrap().into(),
-            options: SubscriptionOptions {
-                qos,
-                ..Default::default()
-            },
-        }],
-    };
-    client.send(Packet::Subscribe(s), now).unwrap();
-    assert!(matches!(client.recv(now)[..], [Packet::SubAck(_)]));
-}
-
-fn publish(topic: &str, payload: &'static [u8], qos: QosPid, props: PublishProperties) -> Packet {
-    Packet::Publish(Publish {
-        dup: false,
-        qos,
-        retain: false,
-        topic: Some(topic.parse().unwrap()),
-        properties: props,
-        payload: Bytes::from_static(payload),
-    })
-}
-
-fn payloads(packets: &[Packet]) -> Vec<Bytes> {
-    packets
-        .iter()
-        .filter_map(|p| match p {
-            Packet::Publish(p) => Some(p.payload.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn t(secs: u64) -> Timestamp {
-    Timestamp(1_000_000 + secs * 1000)
-}
-
-fn ms(secs: u64, millis: u64) -> Timestamp {
-    Timestamp(1_000_000 + secs * 1000 + millis)
-}
 
 #[test]
 fn connect_timeout_closes_a_silent_socket() {

@@ -131,7 +131,9 @@ where
             return reason;
         }
         let deadline = conn.next_deadline().map(to_instant);
-        let can_read = out.len() < OUTPUT_HIGH_WATER;
+        // Backpressure: a client whose output is not being read, or whose publishes wait for
+        // full subscriber queues, is not read from until that clears.
+        let can_read = out.len() < OUTPUT_HIGH_WATER && !conn.read_paused();
         tokio::select! {
             // Cancel-safe: readiness only; the read itself happens in the arm's body.
             r = reader.ready(), if can_read => {
