@@ -285,7 +285,7 @@ fn remaining_len(packet: &Packet, version: ProtocolVersion) -> usize {
             }
         }
         Packet::PingReq | Packet::PingResp => 0,
-        Packet::Disconnect(d) => reason_tail_len(v5, d.code, &d.properties),
+        Packet::Disconnect(d) => disconnect_len(d, v5),
         Packet::Auth(a) => auth_tail_len(a),
     }
 }
@@ -430,8 +430,24 @@ fn write_unsuback(u: &UnsubAck, v5: bool, buf: &mut BytesMut) {
     }
 }
 
+/// A 5.0 DISCONNECT with a reason code always carries its property length, even when it is
+/// zero: the shorter form (3.14.2.2.1) is valid, but some clients (rumqttc 0.25) cannot read
+/// it, and a broker's DISCONNECT is the one packet a client must understand.
 fn write_disconnect(d: &Disconnect, v5: bool, buf: &mut BytesMut) {
-    write_reason_tail(v5, d.code, &d.properties, buf);
+    if v5 && d.code != ReasonCode::Success {
+        buf.put_u8(d.code.as_u8());
+        d.properties.write(buf);
+    } else {
+        write_reason_tail(v5, d.code, &d.properties, buf);
+    }
+}
+
+fn disconnect_len(d: &Disconnect, v5: bool) -> usize {
+    if v5 && d.code != ReasonCode::Success {
+        1 + d.properties.wire_len()
+    } else {
+        reason_tail_len(v5, d.code, &d.properties)
+    }
 }
 
 /// AUTH has no form with a reason code but no property length: it is either empty (success

@@ -657,11 +657,13 @@ impl PropertySet for PublishProperties {
             f(PropRef::String(id::RESPONSE_TOPIC, t.as_str()));
         }
         push_opt_bin(f, id::CORRELATION_DATA, &self.correlation_data);
+        push_opt_u16(f, id::TOPIC_ALIAS, self.topic_alias.map(NonZeroU16::get));
+        push_users(f, &self.user_properties);
+        // Last: rumqttc 0.25 misreads the length of a subscription identifier and loses the
+        // properties after it (any order is valid, section 2.2.2.2).
         for s in &self.subscription_identifiers {
             f(PropRef::Vbi(id::SUBSCRIPTION_IDENTIFIER, s.get()));
         }
-        push_opt_u16(f, id::TOPIC_ALIAS, self.topic_alias.map(NonZeroU16::get));
-        push_users(f, &self.user_properties);
     }
 }
 

@@ -1364,11 +1364,12 @@ fn v5_publish() -> (Vec<u8>, Packet) {
         &[0x08, 0x00, 0x05], // response topic
         b"reply",
         &[0x09, 0x00, 0x03, 0x01, 0x02, 0x03], // correlation data
-        &[0x0B, 0x05],                         // subscription identifier 5
-        &[0x0B, 0x80, 0x01],                   // subscription identifier 128
         &[0x23, 0x00, 0x07],                   // topic alias 7
         &[0x26, 0x00, 0x01, b'k', 0x00, 0x02, b'v', b'1'],
         &[0x26, 0x00, 0x01, b'k', 0x00, 0x02, b'v', b'2'],
+        // Subscription identifiers last, as the encoder writes them (for rumqttc).
+        &[0x0B, 0x05],       // subscription identifier 5
+        &[0x0B, 0x80, 0x01], // subscription identifier 128
         b"hello",
     ]);
     let p = Publish {
@@ -2211,12 +2212,19 @@ fn disconnect_forms() {
         ReasonCode::MalformedPacket,
     );
     exact(&[0xE0, 0x00], V5, disconnect(Success));
-    exact(
+    // The encoder always writes the property length after a reason code (for rumqttc).
+    decodes_to(
         &[0xE0, 0x01, 0x04],
         V5,
         disconnect(DisconnectWithWillMessage),
     );
-    exact(&[0xE0, 0x01, 0x8E], V5, disconnect(SessionTakenOver));
+    exact(
+        &[0xE0, 0x02, 0x04, 0x00],
+        V5,
+        disconnect(DisconnectWithWillMessage),
+    );
+    decodes_to(&[0xE0, 0x01, 0x8E], V5, disconnect(SessionTakenOver));
+    exact(&[0xE0, 0x02, 0x8E, 0x00], V5, disconnect(SessionTakenOver));
     decodes_to(&[0xE0, 0x01, 0x00], V5, disconnect(Success));
     decodes_to(&[0xE0, 0x02, 0x00, 0x00], V5, disconnect(Success));
     decodes_to(
