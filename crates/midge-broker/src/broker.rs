@@ -225,7 +225,7 @@ impl Broker {
                 } else {
                     st.protocol = req.protocol;
                     st.expiry_secs = req.expiry_secs;
-                    st.will = req.will.clone();
+                    st.will = req.will.clone().map(Box::new);
                     st.attachment = Some(attachment.clone());
                     st.expires_at = None;
                     st.limits = req.limits;
@@ -240,7 +240,7 @@ impl Broker {
             Some(s) => (s, true),
             None => {
                 let mut st = SessionState::new(req.protocol, req.expiry_secs, req.limits);
-                st.will = req.will;
+                st.will = req.will.map(Box::new);
                 st.attachment = Some(attachment);
                 let uid = self.next_uid.fetch_add(1, Ordering::Relaxed);
                 let s = Arc::new(SessionHandle::new(uid, req.client_id.clone(), st));

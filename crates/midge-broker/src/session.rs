@@ -148,7 +148,7 @@ pub struct SessionState {
     /// Session Expiry Interval in seconds; `u32::MAX` never expires.
     pub expiry_secs: u32,
     /// The will of the attached connection.
-    pub will: Option<WillMessage>,
+    pub will: Option<Box<WillMessage>>,
     /// The attached connection, if online.
     pub attachment: Option<Attachment>,
     /// When the session expires, while offline.

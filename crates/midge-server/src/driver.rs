@@ -84,17 +84,18 @@ pub async fn drive<R, W>(
     R: Source,
     W: AsyncWrite + Unpin,
 {
-    let span = tracing::info_span!("conn", %peer, client_id = tracing::field::Empty);
+    // A debug-level span: at the default level it costs nothing per connection, so the
+    // connect and disconnect lines carry the peer and client id themselves.
+    let span = tracing::debug_span!("conn", %peer, client_id = tracing::field::Empty);
     async move {
         let notify = Arc::new(TaskNotify::default());
         let mut conn = Connection::new(broker, notify.clone(), now(), cfg.connect_timeout);
-        let reason = run(reader, writer, &mut conn, &notify, &cfg, &shutdown).await;
+        let reason = run(reader, writer, &mut conn, &notify, &cfg, &shutdown, peer).await;
+        let client_id = conn.client_id().cloned();
         conn.finish(&reason, now());
-        match conn.client_id() {
-            _ if matches!(reason, CloseReason::ConnectTimeout) => {
-                debug!(%reason, "connection closed before CONNECT")
-            }
-            _ => info!(%reason, "disconnected"),
+        match client_id {
+            Some(id) => info!(%peer, client_id = %id, %reason, "disconnected"),
+            None => debug!(%peer, %reason, "connection closed before CONNECT completed"),
         }
     }
     .instrument(span)
@@ -108,6 +109,7 @@ async fn run<R, W>(
     notify: &Arc<TaskNotify>,
     cfg: &DriverConfig,
     shutdown: &CancellationToken,
+    peer: SocketAddr,
 ) -> CloseReason
 where
     R: Source,
@@ -155,7 +157,7 @@ where
                         } else {
                             read_size
                         };
-                        if let Err(reason) = handle_input(conn, &mut inbuf, cfg) {
+                        if let Err(reason) = handle_input(conn, &mut inbuf, cfg, peer) {
                             closing = Some(reason);
                         }
                     }
@@ -192,6 +194,7 @@ fn handle_input(
     conn: &mut Connection,
     inbuf: &mut BytesMut,
     cfg: &DriverConfig,
+    peer: SocketAddr,
 ) -> Result<(), CloseReason> {
     loop {
         if !conn.is_connected() {
@@ -202,6 +205,7 @@ fn handle_input(
                 if let Some(info) = conn.handle_packet(packet, now())? {
                     tracing::Span::current().record("client_id", info.client_id.as_str());
                     info!(
+                        %peer,
                         client_id = %info.client_id,
                         protocol = %info.protocol,
                         keep_alive = info.keep_alive,
