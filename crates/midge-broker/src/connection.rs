@@ -125,8 +125,14 @@ pub struct Connection {
     stash_bytes: usize,
 }
 
-/// Stop reading from a client while this many bytes of its PUBLISH packets wait.
-pub const STASH_MAX_BYTES: usize = 256 * 1024;
+/// Stop reading from a client while its waiting PUBLISH packets weigh this much (payload,
+/// topic and the packet's own size, see `stash_weight`).
+pub const STASH_MAX_BYTES: usize = 64 * 1024;
+
+/// What a stashed PUBLISH costs in memory: its payload and topic plus the decoded packet.
+fn stash_weight(p: &Publish) -> usize {
+    p.payload.len() + p.topic.as_ref().map_or(0, |t| t.len()) + std::mem::size_of::<Publish>()
+}
 
 impl Connection {
     /// A new connection that must send CONNECT within `connect_timeout`.
@@ -174,7 +180,7 @@ impl Connection {
                 return Ok(());
             }
             if let Some(p) = self.stash.pop_front() {
-                self.stash_bytes -= p.payload.len();
+                self.stash_bytes -= stash_weight(&p);
                 self.route_publish(p, now)?;
             }
         }
@@ -647,7 +653,7 @@ impl Connection {
 
     fn on_publish(&mut self, p: Publish, now: Timestamp) -> Result<(), CloseReason> {
         if !self.stash.is_empty() || (!self.blocked_on.is_empty() && self.still_blocked()) {
-            self.stash_bytes += p.payload.len();
+            self.stash_bytes += stash_weight(&p);
             self.stash.push_back(p);
             return Ok(());
         }

@@ -73,8 +73,8 @@ pub enum EnqueueOutcome {
     DroppedNew,
     /// Not queued: QoS 0 for an offline session.
     NotQueued,
-    /// Queued although the queue is at its limit (a QoS 1/2 message for a connected
-    /// session): the publisher must pause until the queue drains (backpressure), and has
+    /// Queued although the queue is at its limit (the session is connected, so it will
+    /// drain): the publisher must pause until the queue drains (backpressure), and has
     /// been registered to be woken then.
     Congested,
 }
@@ -276,11 +276,11 @@ impl SessionState {
             return EnqueueOutcome::NotQueued;
         }
         let weight = d.msg.weight();
-        // A connected subscriber drains its queue: rather than drop a QoS 1/2 message, queue
-        // it beyond the limit and make the publisher wait. Paused publishers add at most one
-        // message each, so twice the limit is a hard cap that is not reached in practice.
-        if d.qos != QoS::AtMostOnce
-            && self.attachment.is_some()
+        // A connected subscriber drains its queue: rather than drop a message, queue it beyond
+        // the limit and make the publisher wait (for QoS 0 too, so that a flood of QoS 0 does
+        // not starve the subscriber it floods). Paused publishers add at most one message
+        // each, so twice the limit is a hard cap that is not reached in practice.
+        if self.attachment.is_some()
             && (self.queue.len() >= self.limits.max_messages
                 || self.queued_bytes + weight > self.limits.max_bytes)
             && self.queue.len() < self.limits.max_messages.saturating_mul(2)
@@ -294,8 +294,14 @@ impl SessionState {
         while self.queue.len() >= self.limits.max_messages
             || (self.queued_bytes + weight > self.limits.max_bytes && !self.queue.is_empty())
         {
-            // Expired messages go first, whatever the policy.
-            if self.drop_expired(now) {
+            // An expired message at the front goes first, whatever the policy. Only the front
+            // is looked at: a full scan here would cost O(queue) per message under overload;
+            // expired messages further back are dropped when they reach the front.
+            if self.queue.front().is_some_and(|d| d.msg.is_expired(now)) {
+                if let Some(d) = self.queue.pop_front() {
+                    self.queued_bytes -= d.msg.weight();
+                    self.dropped_expired += 1;
+                }
                 continue;
             }
             match self.limits.policy {
@@ -321,22 +327,6 @@ impl SessionState {
         self.queued_bytes += weight;
         self.queue.push_back(d);
         outcome
-    }
-
-    fn drop_expired(&mut self, now: Timestamp) -> bool {
-        let before = self.queue.len();
-        let mut bytes = 0;
-        self.queue.retain(|d| {
-            let keep = !d.msg.is_expired(now);
-            if !keep {
-                bytes += d.msg.weight();
-            }
-            keep
-        });
-        self.queued_bytes -= bytes;
-        let dropped = before - self.queue.len();
-        self.dropped_expired += dropped as u64;
-        dropped > 0
     }
 
     /// Number of queued (not yet sent) messages.
