@@ -129,10 +129,20 @@ impl Default for MqttFile {
     }
 }
 
+/// The `[server]` table.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerFile {
+    /// Worker threads of the async runtime; 0 (default) = one per CPU core.
+    pub worker_threads: usize,
+}
+
 /// The whole config file.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileConfig {
+    /// Runtime settings.
+    pub server: ServerFile,
     /// Listeners; none means the default `127.0.0.1:1883`.
     pub listener: Vec<ListenerFile>,
     /// Limits.
@@ -169,6 +179,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// CONNECT must arrive within this time.
     pub connect_timeout: Duration,
+    /// Worker threads; 0 = one per core.
+    pub worker_threads: usize,
     /// The broker core's settings.
     pub broker: BrokerConfig,
 }
@@ -271,8 +283,16 @@ impl ServerConfig {
             )
         })?;
         let defaults = BrokerConfig::default();
+        if file.server.worker_threads > 1024 {
+            return Err(invalid(
+                "server.worker_threads",
+                format!("{} threads is too many", file.server.worker_threads),
+                "use 0 (one per core, default) or a number up to 1024",
+            ));
+        }
         Ok(ServerConfig {
             listeners,
+            worker_threads: file.server.worker_threads,
             max_connections: l.max_connections,
             connect_timeout: Duration::from_secs(u64::from(l.connect_timeout_secs)),
             broker: BrokerConfig {

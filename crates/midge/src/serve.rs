@@ -17,6 +17,9 @@ pub struct ServeArgs {
     /// TOML configuration file (see README for the keys).
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Worker threads (default: one per CPU core; overrides `server.worker_threads`).
+    #[arg(long = "workers", value_name = "N")]
+    pub workers: Option<usize>,
     /// More logging (-v debug, -vv trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -29,8 +32,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         Some(path) => (FileConfig::load(path)?, path.display().to_string()),
         None => (FileConfig::default(), "command line".to_owned()),
     };
+    let mut file = file;
+    if let Some(n) = args.workers {
+        file.server.worker_threads = n;
+    }
     let config = ServerConfig::from_file(file, &args.listen, &origin)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if config.worker_threads > 0 {
+        builder.worker_threads(config.worker_threads);
+    }
+    let runtime = builder
         .enable_all()
         .thread_name("midge-worker")
         .build()
