@@ -132,6 +132,18 @@ where
             let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
             return reason;
         }
+        // Bytes left undecoded while paused are decoded as soon as the pause ends, without
+        // waiting for the socket.
+        if !inbuf.is_empty() && !conn.read_paused() && closing.is_none() {
+            let before = inbuf.len();
+            if let Err(reason) = handle_input(conn, &mut inbuf, cfg, peer) {
+                closing = Some(reason);
+                continue;
+            }
+            if inbuf.len() != before {
+                continue;
+            }
+        }
         let deadline = conn.next_deadline().map(to_instant);
         // Backpressure: a client whose output is not being read, or whose publishes wait for
         // full subscriber queues, is not read from until that clears.
@@ -197,6 +209,10 @@ fn handle_input(
     peer: SocketAddr,
 ) -> Result<(), CloseReason> {
     loop {
+        if conn.read_paused() {
+            // Leave the rest undecoded: bytes on the wire are smaller than decoded packets.
+            return Ok(());
+        }
         if !conn.is_connected() {
             conn.sniff_connect(inbuf);
         }

@@ -6,6 +6,11 @@ mod tools;
 
 use clap::{Parser, Subcommand};
 
+/// jemalloc keeps the broker's memory compact under millions of small allocations per
+/// second (docs/decisions/0004-allocator.md).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// midge: an MQTT broker (MQTT 3.1, 3.1.1 and 5.0) and its client tools.
 #[derive(Debug, Parser)]
 #[command(name = "midge", version, about)]
