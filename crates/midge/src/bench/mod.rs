@@ -361,6 +361,7 @@ async fn run_plan(
                 size: args.size.max(net::HEADER_LEN),
                 rate: per_pub_rate,
                 inflight: args.inflight.max(1),
+                phase: i as f64 / n_pubs as f64,
             };
             tokio::spawn(tasks::publisher(c, spec, clock.clone(), live.clone()))
         })

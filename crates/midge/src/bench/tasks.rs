@@ -66,6 +66,8 @@ pub struct PubSpec {
     pub rate: f64,
     /// QoS 1/2 messages in flight.
     pub inflight: usize,
+    /// Offset of this publisher within one sending period, 0 to 1 (rate mode).
+    pub phase: f64,
 }
 
 /// What a publisher did.
@@ -93,7 +95,13 @@ pub async fn publisher(
     let mut seq: u64 = 0;
     let mut inflight = 0usize;
     let mut next_pid: u16 = 1;
-    let start = Instant::now();
+    // Publishers at a fixed rate are spread evenly over one period, so that N publishers do
+    // not fire in synchronized bursts of N messages.
+    let start = if spec.rate > 0.0 {
+        Instant::now() + Duration::from_secs_f64(spec.phase / spec.rate)
+    } else {
+        Instant::now()
+    };
     let mut draining = false;
     let drain_deadline = clock.end + Duration::from_secs(10);
     loop {
@@ -149,7 +157,14 @@ pub async fn publisher(
                 live.sent.fetch_add(1, Ordering::Relaxed);
             }
         }
+        // In rate mode the task sleeps until its next message is due: one wake-up per
+        // message rather than a fixed tick, so the generator stays cheap at low rates.
         let pace = spec.rate > 0.0 && !draining;
+        let next_due = if pace {
+            start + Duration::from_secs_f64((seq + 1) as f64 / spec.rate)
+        } else {
+            clock.end
+        };
         tokio::select! {
             r = c.reader.read_buf(&mut c.rbuf) => {
                 if r? == 0 {
@@ -167,7 +182,7 @@ pub async fn publisher(
                 }
             }
             r = c.writer.write_buf(&mut wbuf), if !wbuf.is_empty() => { r?; }
-            _ = tokio::time::sleep(Duration::from_millis(1)), if pace => {}
+            _ = tokio::time::sleep_until(next_due), if pace && wbuf.is_empty() => {}
             _ = tokio::time::sleep_until(clock.end), if !draining => {}
             _ = tokio::time::sleep_until(drain_deadline), if draining => {}
         }
