@@ -125,6 +125,9 @@ pub struct Connection {
     stash_bytes: usize,
 }
 
+/// Session deliveries are moved into the output only while it holds less than this.
+pub const OUTPUT_BUDGET: usize = 256 * 1024;
+
 /// Stop reading from a client while its waiting PUBLISH packets weigh this much (payload,
 /// topic and the packet's own size, see `stash_weight`).
 pub const STASH_MAX_BYTES: usize = 64 * 1024;
@@ -374,7 +377,11 @@ impl Connection {
                 }
                 return Err(CloseReason::TakenOver);
             }
-            st.poll_deliveries(now, &mut items);
+            // Deliveries leave the queue only while the socket keeps up: otherwise the queue
+            // would drain into an ever larger output buffer and never push back.
+            if out.len() < OUTPUT_BUDGET {
+                st.poll_deliveries(now, &mut items);
+            }
         }
         let mut too_large = Vec::new();
         for item in items {

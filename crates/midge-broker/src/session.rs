@@ -21,6 +21,9 @@ use crate::config::QueueFullPolicy;
 use crate::message::{Delivery, Message};
 use crate::time::Timestamp;
 
+/// Deliveries taken from a session queue per poll.
+pub const MAX_POLL_BATCH: usize = 512;
+
 /// Wakes the task driving a session's connection when there is something to send.
 pub trait Notify: Send + Sync + fmt::Debug {
     /// Something changed: poll the session.
@@ -412,6 +415,11 @@ impl SessionState {
 
     fn move_into_flight(&mut self, now: Timestamp, out: &mut Vec<OutItem>) {
         while let Some(front) = self.queue.front() {
+            // A bounded batch per poll: what is not taken stays queued, where it counts
+            // against the queue limit (and so pushes back on publishers).
+            if out.len() >= MAX_POLL_BATCH {
+                break;
+            }
             if front.msg.is_expired(now) {
                 if let Some(d) = self.queue.pop_front() {
                     self.queued_bytes -= d.msg.weight();

@@ -6,16 +6,20 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use midge_codec::Publish;
 
-/// Output mode.
-#[derive(Debug, Clone, Default)]
+/// How messages are printed: the output flags shared by `midge sub` and `midge rr`.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Output {
-    /// `-v`: topic, space, payload.
+    /// Print the topic before the payload.
+    #[arg(short = 'v', long = "verbose")]
     pub verbose: bool,
-    /// `-F`: format string.
+    /// Output format (mosquitto_sub's %t %p %q %r %l %m %x %j %I %U ...).
+    #[arg(short = 'F')]
     pub format: Option<String>,
-    /// `--json`.
+    /// One JSON object per message.
+    #[arg(long = "json")]
     pub json: bool,
-    /// `-N`: no newline after the payload.
+    /// Do not print a newline after each message.
+    #[arg(short = 'N')]
     pub no_newline: bool,
 }
 

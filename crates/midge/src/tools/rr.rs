@@ -17,6 +17,8 @@ use super::{props, ConnArgs, ToolError, EXIT_TIMEOUT};
 pub struct RrArgs {
     #[command(flatten)]
     conn: ConnArgs,
+    #[command(flatten)]
+    output: Output,
     /// Topic to send the request to.
     #[arg(short = 't', long = "topic")]
     topic: String,
@@ -29,18 +31,6 @@ pub struct RrArgs {
     /// Seconds to wait for the answer (exit 27 on timeout).
     #[arg(short = 'W', long = "timeout", default_value_t = 10)]
     timeout: u64,
-    /// Print the topic before the payload.
-    #[arg(short = 'v', long = "verbose")]
-    verbose: bool,
-    /// Output format as for `midge sub -F`.
-    #[arg(short = 'F')]
-    format: Option<String>,
-    /// Print the answer as JSON.
-    #[arg(long = "json")]
-    json: bool,
-    /// Do not print a newline after the answer.
-    #[arg(short = 'N')]
-    no_newline: bool,
 }
 
 /// Runs `midge rr`.
@@ -79,12 +69,7 @@ pub async fn run(mut args: RrArgs) -> Result<(), ToolError> {
             properties,
         })
         .await?;
-    let output = Output {
-        verbose: args.verbose,
-        format: args.format.clone(),
-        json: args.json,
-        no_newline: args.no_newline,
-    };
+    let output = args.output.clone();
     let wait = async {
         while let Some(m) = events.next_message().await {
             // Answers to other requests on a shared response topic are skipped.

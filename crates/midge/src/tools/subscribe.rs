@@ -17,6 +17,8 @@ use super::{props, ConnArgs, ToolError, EXIT_TIMEOUT};
 pub struct SubArgs {
     #[command(flatten)]
     conn: ConnArgs,
+    #[command(flatten)]
+    output: Output,
     /// Topic filter to subscribe to (repeatable).
     #[arg(short = 't', long = "topic")]
     topics: Vec<String>,
@@ -29,21 +31,9 @@ pub struct SubArgs {
     /// Exit with code 27 if no message arrives for this many seconds.
     #[arg(short = 'W', long = "timeout")]
     timeout: Option<u64>,
-    /// Do not print a newline after each message.
-    #[arg(short = 'N')]
-    no_newline: bool,
     /// Do not print retained (stale) messages.
     #[arg(short = 'R')]
     no_retained: bool,
-    /// Print the topic before the payload.
-    #[arg(short = 'v', long = "verbose")]
-    verbose: bool,
-    /// Output format (mosquitto_sub's %t %p %q %r %l %m %x %j %I %U ...).
-    #[arg(short = 'F')]
-    format: Option<String>,
-    /// One JSON object per message.
-    #[arg(long = "json")]
-    json: bool,
     /// Persistent session: do not clean the session on connect or disconnect.
     #[arg(short = 'c', long = "disable-clean-session")]
     persistent: bool,
@@ -83,12 +73,7 @@ pub async fn run(args: SubArgs) -> Result<(), ToolError> {
     let filter_out = parse_filters(&args.filter_out)?;
     let properties: SubscribeProperties =
         props::parse(&args.conn.property, opts.protocol)?.subscribe;
-    let output = Output {
-        verbose: args.verbose,
-        format: args.format.clone(),
-        json: args.json,
-        no_newline: args.no_newline,
-    };
+    let output = args.output.clone();
     let debug = args.conn.debug;
     if debug {
         eprintln!("Client {} sending CONNECT", opts.client_id);
