@@ -399,7 +399,7 @@ impl Broker {
         }
         let msg = Arc::new(msg);
         if msg.retain && self.config.retain_available {
-            let outcome = self.retained.write().put(msg.clone());
+            let outcome = self.retained.write().put(msg.clone(), now);
             if outcome == RetainOutcome::Full {
                 self.metrics
                     .retained_dropped_full

@@ -24,7 +24,7 @@ use crate::broker::{Attached, Broker, ConnectRequest};
 use crate::message::{Delivery, Message};
 use crate::out::OutBuffer;
 use crate::session::{Notify, OutItem, QueueLimits, WillMessage};
-use crate::time::{secs, Timestamp};
+use crate::time::Timestamp;
 
 /// Why a connection ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1004,9 +1004,4 @@ fn sniff_level(buf: &[u8]) -> Option<ProtocolVersion> {
         3 => Some(ProtocolVersion::V31),
         _ => None,
     }
-}
-
-/// Seconds to milliseconds helper for tests and the server.
-pub fn keep_alive_deadline(last: Timestamp, keep_alive: u16) -> Timestamp {
-    last + secs(u32::from(keep_alive)) + secs(u32::from(keep_alive)) / 2
 }

@@ -58,7 +58,8 @@ impl OutBuffer {
             self.seal();
             self.chunks.push_back(p.payload.clone());
         } else {
-            encode(&Packet::Publish(p.clone()), version, &mut self.tail)?;
+            encode_publish_header(p, version, &mut self.tail)?;
+            self.tail.extend_from_slice(&p.payload);
             self.len += self.tail.len() - before;
         }
         Ok(())

@@ -46,22 +46,21 @@ impl RetainedStore {
         self.by_topic.is_empty()
     }
 
-    /// Stores, replaces or (empty payload) deletes the retained message of the topic.
-    pub fn put(&mut self, msg: Arc<Message>) -> RetainOutcome {
+    /// Stores, replaces or (empty payload) deletes the retained message of the topic. A full
+    /// store first drops its expired messages before it refuses a new topic.
+    pub fn put(&mut self, msg: Arc<Message>, now: Timestamp) -> RetainOutcome {
         if msg.payload.is_empty() {
             self.by_topic.remove(msg.topic.as_str());
             return RetainOutcome::Deleted;
         }
-        if self.by_topic.len() >= self.max && !self.by_topic.contains_key(msg.topic.as_str()) {
+        if self.by_topic.len() >= self.max
+            && !self.by_topic.contains_key(msg.topic.as_str())
+            && (self.purge_expired(now) == 0 || self.by_topic.len() >= self.max)
+        {
             return RetainOutcome::Full;
         }
         self.by_topic.insert(Box::from(msg.topic.as_str()), msg);
         RetainOutcome::Stored
-    }
-
-    /// Removes the retained message of a topic.
-    pub fn remove(&mut self, topic: &str) -> bool {
-        self.by_topic.remove(topic).is_some()
     }
 
     /// Retained messages matching `filter` that have not expired at `now`.
@@ -85,9 +84,50 @@ impl RetainedStore {
     }
 
     /// Drops expired retained messages; returns how many.
-    pub fn purge_expired(&mut self, now: Timestamp) -> usize {
+    fn purge_expired(&mut self, now: Timestamp) -> usize {
         let before = self.by_topic.len();
         self.by_topic.retain(|_, m| !m.is_expired(now));
         before - self.by_topic.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use midge_codec::{PublishProperties, QoS, TopicName};
+
+    fn msg(topic: &str, expires_at: Option<Timestamp>) -> Arc<Message> {
+        Arc::new(Message {
+            topic: TopicName::try_from(topic).expect("valid"),
+            payload: Bytes::from_static(b"x"),
+            qos: QoS::AtMostOnce,
+            retain: true,
+            properties: PublishProperties::default(),
+            expires_at,
+        })
+    }
+
+    #[test]
+    fn a_full_store_makes_room_by_dropping_expired_messages() {
+        let mut store = RetainedStore::new(2);
+        assert_eq!(
+            store.put(msg("a", Some(Timestamp(10))), Timestamp(0)),
+            RetainOutcome::Stored
+        );
+        assert_eq!(
+            store.put(msg("b", None), Timestamp(0)),
+            RetainOutcome::Stored
+        );
+        assert_eq!(store.put(msg("c", None), Timestamp(5)), RetainOutcome::Full);
+        assert_eq!(
+            store.put(msg("c", None), Timestamp(10)),
+            RetainOutcome::Stored
+        );
+        assert_eq!(store.len(), 2);
+        assert_eq!(
+            store.put(msg("d", None), Timestamp(10)),
+            RetainOutcome::Full
+        );
     }
 }

@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use midge_codec::{
     ClientId, PacketId, ProtocolVersion, QoS, SubscriptionId, SubscriptionOptions, TopicFilter,
-    TopicName,
 };
 use parking_lot::Mutex;
 
@@ -565,18 +564,13 @@ impl SessionState {
             .insert(sub.filter.as_str().to_owned(), sub)
             .is_none()
     }
-
-    /// True if a topic is a delivery target of a queued or inflight message (for tests).
-    pub fn has_queued_topic(&self, topic: &TopicName) -> bool {
-        self.queue.iter().any(|d| &d.msg.topic == topic)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use midge_codec::PublishProperties;
+    use midge_codec::{PublishProperties, TopicName};
     use std::sync::Arc;
 
     fn limits(max_messages: usize) -> QueueLimits {

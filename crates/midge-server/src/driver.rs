@@ -242,13 +242,14 @@ async fn write_some<S: AsyncWrite + Unpin>(
     out: &mut OutBuffer,
 ) -> std::io::Result<()> {
     let n = {
-        let chunks = out.chunks();
-        let slices: Vec<IoSlice<'_>> = chunks
-            .iter()
-            .take(MAX_IOVECS)
-            .map(|c| IoSlice::new(c))
-            .collect();
-        stream.write_vectored(&slices).await?
+        // On the stack: no allocation per write.
+        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+        let mut n = 0;
+        for (slot, chunk) in slices.iter_mut().zip(out.chunks()) {
+            *slot = IoSlice::new(chunk);
+            n += 1;
+        }
+        stream.write_vectored(&slices[..n]).await?
     };
     if n == 0 {
         return Err(std::io::ErrorKind::WriteZero.into());
