@@ -6,7 +6,7 @@
 //! error, [MQTT-3.1.0-1]); `Active` while attached to a session; once any method returns a
 //! `CloseReason`, the server flushes the output and calls `finish` exactly once.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::num::{NonZeroU16, NonZeroU32};
 use std::sync::atomic::Ordering;
@@ -24,6 +24,7 @@ use crate::broker::{Attached, Broker, ConnectRequest};
 use crate::message::{Delivery, Message};
 use crate::out::OutBuffer;
 use crate::session::{Notify, OutItem, QueueLimits, WillMessage};
+use crate::small::U16Map;
 use crate::time::Timestamp;
 
 /// Why a connection ends.
@@ -75,7 +76,7 @@ struct Active {
     attached: Attached,
     client_id: ClientId,
     keep_alive: u16,
-    aliases: HashMap<u16, TopicName>,
+    aliases: U16Map<TopicName>,
     connect_expiry: u32,
     resend: Vec<OutItem>,
 }
@@ -358,6 +359,10 @@ impl Connection {
                 tracing::error!(error = %e, packet = %p.packet_type(), "cannot encode packet");
             }
         }
+        // Packets are large; an idle connection should not keep room for a few of them.
+        if self.pending.capacity() > 0 {
+            self.pending = Vec::new();
+        }
         let State::Active(active) = &mut self.state else {
             return Ok(());
         };
@@ -634,7 +639,7 @@ impl Connection {
             attached,
             client_id: client_id.clone(),
             keep_alive,
-            aliases: HashMap::new(),
+            aliases: U16Map::default(),
             connect_expiry: expiry,
             resend,
         }));

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod out;
 pub mod retained;
 pub mod session;
+pub mod small;
 pub mod time;
 
 pub use broker::{Attached, Broker, ConnectRequest, PublishOutcome, NEVER_EXPIRE};

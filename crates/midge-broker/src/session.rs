@@ -6,7 +6,7 @@
 //! unique; messages leave the queue in the order they entered it; queue limits are enforced
 //! on every enqueue.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 
 use crate::config::QueueFullPolicy;
 use crate::message::{Delivery, Message};
+use crate::small::U16Set;
 use crate::time::Timestamp;
 
 /// Deliveries taken from a session queue per poll.
@@ -141,12 +142,12 @@ pub struct SessionState {
     queue: VecDeque<Delivery>,
     queued_bytes: usize,
     inflight: VecDeque<Inflight>,
-    in_use: HashSet<u16>,
+    in_use: U16Set,
     /// Entries of `inflight` in state `ToResend`.
     to_resend: usize,
     next_pid: u16,
     /// Inbound QoS 2 packet ids received (PUBREC sent) and not yet released.
-    pub incoming_qos2: HashSet<u16>,
+    pub incoming_qos2: U16Set,
     /// Session Expiry Interval in seconds; `u32::MAX` never expires.
     pub expiry_secs: u32,
     /// The will of the attached connection.
@@ -256,10 +257,10 @@ impl SessionState {
             queue: VecDeque::new(),
             queued_bytes: 0,
             inflight: VecDeque::new(),
-            in_use: HashSet::new(),
+            in_use: U16Set::default(),
             to_resend: 0,
             next_pid: 1,
-            incoming_qos2: HashSet::new(),
+            incoming_qos2: U16Set::default(),
             expiry_secs,
             will: None,
             attachment: None,

@@ -1,16 +1,26 @@
 //! One task per client connection: reads bytes, decodes every complete packet, feeds the
 //! connection state machine, and writes what it produced with vectored writes. Reading
 //! stops while too much output is pending (backpressure on a slow reader).
+//!
+//! Waiting is one `poll_fn` over every source (shutdown, socket, timer, wake-ups) rather
+//! than a `select!` of futures: an idle connection's task then stores no future per
+//! source, which keeps its memory small.
 
-use std::io::IoSlice;
+use std::future::Future;
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
+use futures_util::task::AtomicWaker;
 use midge_broker::{Broker, CloseReason, Connection, Notify, OutBuffer, Timestamp};
 use midge_codec::{decode, DecodeLimits};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWrite;
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, Instrument};
 
@@ -23,6 +33,10 @@ const READ_MIN: usize = 1024;
 const READ_MAX: usize = 64 * 1024;
 /// Slices per vectored write.
 const MAX_IOVECS: usize = 64;
+/// How long a closing connection may take to send its last packets.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a closing connection may take to close its write side.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The broker's clock: milliseconds since the UNIX epoch.
 pub fn now() -> Timestamp {
@@ -34,13 +48,32 @@ pub fn now() -> Timestamp {
     )
 }
 
-/// Wakes a connection task.
+/// Wakes a connection task. Polled in place (no future to store), so an idle connection
+/// pays only for this shared flag and waker.
 #[derive(Debug, Default)]
-pub struct TaskNotify(tokio::sync::Notify);
+pub struct TaskNotify {
+    woken: AtomicBool,
+    waker: AtomicWaker,
+}
 
 impl Notify for TaskNotify {
     fn notify(&self) {
-        self.0.notify_one();
+        self.woken.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+}
+
+impl TaskNotify {
+    /// Ready (and reset) once `notify` was called since the last ready poll.
+    fn poll_notified(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        self.waker.register(cx.waker());
+        if self.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        Poll::Pending
     }
 }
 
@@ -53,150 +86,223 @@ pub struct DriverConfig {
     pub connect_timeout: Duration,
 }
 
-/// A byte source the driver can wait on without holding a buffer, so that an idle
-/// connection owns no read buffer at all.
-pub trait Source: Unpin + Send {
-    /// Waits until a read would not block (cancel-safe).
-    fn ready(&mut self) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+/// A byte stream the driver can wait on without holding a read buffer, so that an idle
+/// connection owns no buffer at all. Everything is poll-based so that the connection's
+/// future stores no per-operation state.
+pub trait Transport: Unpin + Send {
+    /// Ready when a read might not block; the readiness is cleared by `try_read_buf`
+    /// answering `WouldBlock`.
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     /// Reads what is available into `buf` without blocking; `WouldBlock` if nothing is.
-    fn try_read_buf(&mut self, buf: &mut BytesMut) -> std::io::Result<usize>;
+    fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize>;
+    /// Writes some of `bufs`.
+    fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>>;
+    /// Flushes what the transport itself buffers.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// Closes the write side.
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 }
 
-impl Source for tokio::net::tcp::OwnedReadHalf {
-    async fn ready(&mut self) -> std::io::Result<()> {
-        self.readable().await
+impl Transport for TcpStream {
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        TcpStream::poll_read_ready(self, cx)
     }
 
-    fn try_read_buf(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
-        tokio::net::tcp::OwnedReadHalf::try_read_buf(self, buf)
+    fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        TcpStream::try_read_buf(self, buf)
+    }
+
+    fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        AsyncWrite::poll_write_vectored(Pin::new(self), cx, bufs)
+    }
+
+    fn poll_flush(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // TCP sends what it is given; nothing is held back in user space.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        AsyncWrite::poll_shutdown(Pin::new(self), cx)
     }
 }
 
-/// Runs one connection until it closes.
-pub async fn drive<R, W>(
-    reader: R,
-    writer: W,
+/// Runs one connection until it closes. `guard` is dropped when it has (a connection
+/// permit, say).
+pub fn drive<T: Transport, G: Send>(
+    transport: T,
     peer: SocketAddr,
     broker: Arc<Broker>,
-    cfg: DriverConfig,
+    cfg: Arc<DriverConfig>,
     shutdown: CancellationToken,
-) where
-    R: Source,
-    W: AsyncWrite + Unpin,
-{
+    guard: G,
+) -> impl Future<Output = ()> + Send {
     // A debug-level span: at the default level it costs nothing per connection, so the
     // connect and disconnect lines carry the peer and client id themselves.
     let span = tracing::debug_span!("conn", %peer, client_id = tracing::field::Empty);
+    serve(transport, peer, broker, cfg, shutdown, guard).instrument(span)
+}
+
+/// The connection task's one async layer. An `async` block rather than an `async fn`,
+/// which would keep a second copy of every argument in the task.
+#[allow(clippy::manual_async_fn)] // Deliberate: see above.
+fn serve<T: Transport, G: Send>(
+    mut transport: T,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    cfg: Arc<DriverConfig>,
+    shutdown: CancellationToken,
+    guard: G,
+) -> impl Future<Output = ()> + Send {
     async move {
         let notify = Arc::new(TaskNotify::default());
         let mut conn = Connection::new(broker, notify.clone(), now(), cfg.connect_timeout);
-        let reason = run(reader, writer, &mut conn, &notify, &cfg, &shutdown, peer).await;
+        let reason = run(&mut transport, &mut conn, &notify, &cfg, &shutdown, peer).await;
         let client_id = conn.client_id().cloned();
         conn.finish(&reason, now());
         match client_id {
             Some(id) => info!(%peer, client_id = %id, %reason, "disconnected"),
             None => debug!(%peer, %reason, "connection closed before CONNECT completed"),
         }
+        drop(guard);
     }
-    .instrument(span)
-    .await
 }
 
-async fn run<R, W>(
-    mut reader: R,
-    mut stream: W,
-    conn: &mut Connection,
-    notify: &Arc<TaskNotify>,
-    cfg: &DriverConfig,
-    shutdown: &CancellationToken,
+/// What woke the connection.
+enum Wake {
+    Shutdown,
+    Wrote,
+    WriteFailed(io::Error),
+    Timer,
+    Notified,
+    Readable(io::Result<()>),
+}
+
+#[allow(clippy::manual_async_fn)] // Deliberate: see `serve`.
+fn run<'a, T: Transport>(
+    transport: &'a mut T,
+    conn: &'a mut Connection,
+    notify: &'a TaskNotify,
+    cfg: &'a DriverConfig,
+    shutdown: &'a CancellationToken,
     peer: SocketAddr,
-) -> CloseReason
-where
-    R: Source,
-    W: AsyncWrite + Unpin,
-{
-    let mut inbuf = BytesMut::new();
-    let mut read_size = READ_MIN;
-    let mut out = OutBuffer::new();
-    let mut closing: Option<CloseReason> = None;
-    loop {
-        // Always drain the connection's output, also when closing: that is where the final
-        // CONNACK or DISCONNECT waits.
-        if let Err(r) = conn.poll_output(now(), &mut out) {
-            closing.get_or_insert(r);
-        }
-        if let Some(reason) = closing.take() {
-            // Flush what is pending (CONNACK, DISCONNECT, ...) then close.
-            let _ =
-                tokio::time::timeout(Duration::from_secs(5), flush(&mut stream, &mut out)).await;
-            let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
-            return reason;
-        }
-        // Bytes left undecoded while paused are decoded as soon as the pause ends, without
-        // waiting for the socket.
-        if !inbuf.is_empty() && !conn.read_paused() && closing.is_none() {
-            let before = inbuf.len();
-            if let Err(reason) = handle_input(conn, &mut inbuf, cfg, peer) {
-                closing = Some(reason);
-                continue;
+) -> impl Future<Output = CloseReason> + Send + 'a {
+    // An `async` block for the same reason as in `serve`.
+    async move {
+        let mut inbuf = BytesMut::new();
+        let mut read_size = READ_MIN;
+        let mut out = OutBuffer::new();
+        let mut closing: Option<CloseReason> = None;
+        // One timer for the whole connection, moved rather than re-created.
+        let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+        tokio::pin!(timer);
+        let mut timer_at: Option<Timestamp> = None;
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
+        loop {
+            // Always drain the connection's output, also when closing: that is where the final
+            // CONNACK or DISCONNECT waits.
+            if let Err(r) = conn.poll_output(now(), &mut out) {
+                closing.get_or_insert(r);
             }
-            if inbuf.len() != before {
-                continue;
+            if let Some(reason) = closing.take() {
+                close(transport, &mut out, timer.as_mut()).await;
+                return reason;
             }
-        }
-        let deadline = conn.next_deadline().map(to_instant);
-        // Backpressure: a client whose output is not being read, or whose publishes wait for
-        // full subscriber queues, is not read from until that clears.
-        let can_read = out.len() < OUTPUT_HIGH_WATER && !conn.read_paused();
-        tokio::select! {
-            // Cancel-safe: readiness only; the read itself happens in the arm's body.
-            r = reader.ready(), if can_read => {
-                if let Err(e) = r {
-                    return CloseReason::ConnectionLost(e.to_string());
+            // Bytes left undecoded while paused are decoded as soon as the pause ends, without
+            // waiting for the socket.
+            if !inbuf.is_empty() && !conn.read_paused() {
+                let before = inbuf.len();
+                if let Err(reason) = handle_input(conn, &mut inbuf, cfg, peer) {
+                    closing = Some(reason);
+                    continue;
                 }
-                // The buffer exists only while bytes are being processed.
-                if inbuf.capacity() - inbuf.len() < read_size / 2 {
-                    inbuf.reserve(read_size);
+                if inbuf.len() != before {
+                    continue;
                 }
-                let room = inbuf.capacity() - inbuf.len();
-                match reader.try_read_buf(&mut inbuf) {
-                    Ok(0) => return CloseReason::ConnectionLost("closed by peer".into()),
-                    Ok(n) => {
-                        read_size = if n == room {
-                            (read_size * 2).min(READ_MAX)
-                        } else if n < read_size / 4 {
-                            (read_size / 2).max(READ_MIN)
-                        } else {
-                            read_size
-                        };
-                        if let Err(reason) = handle_input(conn, &mut inbuf, cfg, peer) {
-                            closing = Some(reason);
-                        }
+            }
+            let deadline = conn.next_deadline();
+            if deadline != timer_at {
+                timer_at = deadline;
+                if let Some(t) = deadline {
+                    timer.as_mut().reset(to_instant(t));
+                }
+            }
+            // Backpressure: a client whose output is not being read, or whose publishes wait for
+            // full subscriber queues, is not read from until that clears.
+            let can_read = out.len() < OUTPUT_HIGH_WATER && !conn.read_paused();
+            // Every source is polled in place, so waiting stores no future per source.
+            let wake = std::future::poll_fn(|cx| {
+                if cancelled.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Shutdown);
+                }
+                if !out.is_empty() {
+                    match poll_write_out(transport, &mut out, cx) {
+                        Poll::Ready(Ok(())) => return Poll::Ready(Wake::Wrote),
+                        Poll::Ready(Err(e)) => return Poll::Ready(Wake::WriteFailed(e)),
+                        Poll::Pending => {}
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) => return CloseReason::ConnectionLost(e.to_string()),
                 }
-                if inbuf.is_empty() {
-                    inbuf = BytesMut::new();
+                if timer_at.is_some() && timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Timer);
                 }
-            }
-            // Cancel-safe: one `write_vectored` call either wrote some bytes or none.
-            r = write_some(&mut stream, &mut out), if !out.is_empty() => {
-                if let Err(e) = r {
-                    return CloseReason::ConnectionLost(e.to_string());
+                if notify.poll_notified(cx).is_ready() {
+                    return Poll::Ready(Wake::Notified);
                 }
-            }
-            // Cancel-safe: a missed wake-up leaves a permit in the `Notify`.
-            _ = notify.0.notified() => {}
-            // Cancel-safe: a timer; the deadline is recomputed every turn.
-            _ = sleep_until(deadline) => {
-                if let Err(r) = conn.handle_timeout(now()) {
-                    closing = Some(r);
+                if can_read {
+                    if let Poll::Ready(r) = transport.poll_read_ready(cx) {
+                        return Poll::Ready(Wake::Readable(r));
+                    }
                 }
-            }
-            // Cancel-safe: cancellation is level-triggered.
-            _ = shutdown.cancelled() => {
-                closing = Some(conn.shutdown());
+                Poll::Pending
+            })
+            .await;
+            match wake {
+                Wake::Shutdown => closing = Some(conn.shutdown()),
+                Wake::Wrote | Wake::Notified => {}
+                Wake::WriteFailed(e) => return CloseReason::ConnectionLost(e.to_string()),
+                Wake::Timer => {
+                    // Re-armed on the next turn from the connection's next deadline.
+                    timer_at = None;
+                    if let Err(r) = conn.handle_timeout(now()) {
+                        closing = Some(r);
+                    }
+                }
+                Wake::Readable(Err(e)) => return CloseReason::ConnectionLost(e.to_string()),
+                Wake::Readable(Ok(())) => {
+                    // The buffer exists only while bytes are being processed.
+                    if inbuf.capacity() - inbuf.len() < read_size / 2 {
+                        inbuf.reserve(read_size);
+                    }
+                    let room = inbuf.capacity() - inbuf.len();
+                    match transport.try_read_buf(&mut inbuf) {
+                        Ok(0) => return CloseReason::ConnectionLost("closed by peer".into()),
+                        Ok(n) => {
+                            read_size = if n == room {
+                                (read_size * 2).min(READ_MAX)
+                            } else if n < read_size / 4 {
+                                (read_size / 2).max(READ_MIN)
+                            } else {
+                                read_size
+                            };
+                            if let Err(reason) = handle_input(conn, &mut inbuf, cfg, peer) {
+                                closing = Some(reason);
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return CloseReason::ConnectionLost(e.to_string()),
+                    }
+                    if inbuf.is_empty() {
+                        inbuf = BytesMut::new();
+                    }
+                }
             }
         }
     }
@@ -237,45 +343,63 @@ fn handle_input(
     }
 }
 
-async fn write_some<S: AsyncWrite + Unpin>(
-    stream: &mut S,
+/// Writes until `out` is empty and flushed (`Ready(Ok)`), or the transport is full
+/// (`Pending`, with a wake-up registered).
+fn poll_write_out<T: Transport>(
+    transport: &mut T,
     out: &mut OutBuffer,
-) -> std::io::Result<()> {
-    let n = {
-        // On the stack: no allocation per write.
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    while !out.is_empty() {
+        // On the stack of this poll: no allocation per write, nothing kept between polls.
         let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-        let mut n = 0;
+        let mut count = 0;
         for (slot, chunk) in slices.iter_mut().zip(out.chunks()) {
             *slot = IoSlice::new(chunk);
-            n += 1;
+            count += 1;
         }
-        stream.write_vectored(&slices[..n]).await?
-    };
-    if n == 0 {
-        return Err(std::io::ErrorKind::WriteZero.into());
+        let n = ready!(transport.poll_write_vectored(cx, &slices[..count]))?;
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        out.advance(n);
     }
-    out.advance(n);
-    if out.is_empty() {
-        stream.flush().await?;
-    }
-    Ok(())
+    transport.poll_flush(cx)
 }
 
-async fn flush<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut OutBuffer) -> std::io::Result<()> {
-    while !out.is_empty() {
-        write_some(stream, out).await?;
+/// Sends what is pending (the final CONNACK or DISCONNECT) and closes the write side,
+/// giving up after `FLUSH_TIMEOUT` and `SHUTDOWN_TIMEOUT`.
+async fn close<T: Transport>(
+    transport: &mut T,
+    out: &mut OutBuffer,
+    mut timer: Pin<&mut tokio::time::Sleep>,
+) {
+    timer
+        .as_mut()
+        .reset(tokio::time::Instant::now() + FLUSH_TIMEOUT);
+    let flushed = std::future::poll_fn(|cx| {
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(false);
+        }
+        poll_write_out(transport, out, cx).map(|r| r.is_ok())
+    })
+    .await;
+    if !flushed {
+        return;
     }
-    stream.flush().await
+    timer
+        .as_mut()
+        .reset(tokio::time::Instant::now() + SHUTDOWN_TIMEOUT);
+    std::future::poll_fn(|cx| {
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        transport.poll_shutdown(cx).map(|_| ())
+    })
+    .await;
 }
 
 fn to_instant(t: Timestamp) -> tokio::time::Instant {
     let now = now();
     tokio::time::Instant::now() + t.since(now)
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
 }

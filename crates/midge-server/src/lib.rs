@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use midge_broker::Broker;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -70,10 +70,10 @@ impl Server {
         let tasks = TaskTracker::new();
         let local_addrs = self.local_addrs();
         let permits = Arc::new(Semaphore::new(self.config.max_connections));
-        let driver_cfg = DriverConfig {
+        let driver_cfg = Arc::new(DriverConfig {
             limits: self.config.decode_limits(),
             connect_timeout: self.config.connect_timeout,
-        };
+        });
         for listener in self.listeners {
             if let Ok(addr) = listener.local_addr() {
                 info!(%addr, "listening for MQTT on mqtt://{addr}");
@@ -120,7 +120,7 @@ impl RunningServer {
 async fn accept_loop(
     listener: TcpListener,
     broker: Arc<Broker>,
-    cfg: DriverConfig,
+    cfg: Arc<DriverConfig>,
     permits: Arc<Semaphore>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -147,25 +147,15 @@ async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let broker = broker.clone();
-        let cfg = cfg.clone();
-        let shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            serve_tcp(stream, peer, broker, cfg, shutdown).await;
-            drop(permit);
-        });
+        tasks.spawn(driver::drive(
+            stream,
+            peer,
+            broker.clone(),
+            cfg.clone(),
+            shutdown.clone(),
+            permit,
+        ));
     }
-}
-
-async fn serve_tcp(
-    stream: TcpStream,
-    peer: SocketAddr,
-    broker: Arc<Broker>,
-    cfg: DriverConfig,
-    shutdown: CancellationToken,
-) {
-    let (reader, writer) = stream.into_split();
-    driver::drive(reader, writer, peer, broker, cfg, shutdown).await;
 }
 
 async fn timer_loop(broker: Arc<Broker>, shutdown: CancellationToken) {

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 /// jemalloc keeps the broker's memory compact under millions of small allocations per
 /// second (docs/decisions/0004-allocator.md).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

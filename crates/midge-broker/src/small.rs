@@ -1,0 +1,57 @@
+//! Sets and maps keyed by 16-bit packet ids and topic aliases, with a zero-sized hasher:
+//! every session and connection carries a few of them, and `RandomState` would add 16
+//! bytes to each. Keys come from clients but are at most 65,536 distinct values and each
+//! collection is bounded by a receive maximum or alias maximum, so a fixed hash cannot be
+//! turned into long probe chains.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Fibonacci hashing: multiplying by an odd constant keeps distinct keys distinct in the
+/// low bits (the bucket) and spreads them in the high bits (the control byte).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct U16Hasher(u64);
+
+const K: u64 = 0x9E37_79B9_7F4A_7C15;
+
+impl Hasher for U16Hasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(K);
+        }
+    }
+
+    fn write_u16(&mut self, n: u16) {
+        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(K);
+    }
+}
+
+/// A set of packet ids.
+pub type U16Set = HashSet<u16, BuildHasherDefault<U16Hasher>>;
+
+/// A map keyed by packet id or topic alias.
+pub type U16Map<V> = HashMap<u16, V, BuildHasherDefault<U16Hasher>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sets_behave_like_sets() {
+        let mut s = U16Set::default();
+        for i in 0..=u16::MAX {
+            assert!(s.insert(i));
+        }
+        assert!(!s.insert(7));
+        assert_eq!(s.len(), 65_536);
+        for i in (0..=u16::MAX).step_by(2) {
+            assert!(s.remove(&i));
+        }
+        assert!(s.contains(&1) && !s.contains(&2));
+        assert_eq!(std::mem::size_of::<U16Set>(), 32);
+    }
+}

@@ -1,0 +1,37 @@
+//! The per-connection task is most of an idle connection's memory (issue 4: at most 2 KiB
+//! per idle connection). tokio allocates it as one 128-byte aligned cell holding the
+//! future plus 96 bytes of header, scheduler and trailer; a future of at most 912 bytes
+//! keeps that cell at 1 KiB.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use midge_broker::Broker;
+use midge_server::driver::{drive, DriverConfig};
+
+#[tokio::test]
+async fn connection_future_fits_a_one_kib_task() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let broker = Arc::new(Broker::new(Default::default()));
+    let cfg = Arc::new(DriverConfig {
+        limits: Default::default(),
+        connect_timeout: Duration::from_secs(1),
+    });
+    let permit = Arc::new(tokio::sync::Semaphore::new(1))
+        .try_acquire_owned()
+        .expect("permit");
+    let future = drive(
+        stream,
+        addr,
+        broker,
+        cfg,
+        tokio_util::sync::CancellationToken::new(),
+        permit,
+    );
+    let size = std::mem::size_of_val(&future);
+    assert!(size <= 912, "the connection future grew to {size} bytes");
+}
