@@ -8,8 +8,8 @@
 #   --duration S   measured seconds per run (default 5; --quick: 2)
 #   --quick        fewer clients and filters, one run: a smoke test of the script itself
 #   --out FILE     write the markdown there (default: stdout)
-# Installs Debian's mosquitto if missing. Put rumqttd on PATH (cargo install rumqttd) to
-# include it.
+# Installs Debian's mosquitto and rumqttd (cargo install) if missing; set
+# MIDGE_COMPARE_SKIP_RUMQTTD=1 to leave rumqttd out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +17,10 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mosquitto
+fi
+export PATH="$HOME/.cargo/bin:$PATH"
+if [ -z "${MIDGE_COMPARE_SKIP_RUMQTTD:-}" ] && ! command -v rumqttd >/dev/null 2>&1; then
+    cargo install --locked rumqttd >&2
 fi
 cargo build --release --locked -p midge >&2
 exec python3 bench/compare.py "$@"
