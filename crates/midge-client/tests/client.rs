@@ -11,7 +11,7 @@ use midge_server::{RunningServer, Server, ServerConfig};
 
 async fn server_on(addr: &str) -> RunningServer {
     let config = ServerConfig {
-        listeners: vec![addr.parse().unwrap()],
+        listeners: vec![midge_server::ListenerConfig::tcp(addr.parse().unwrap())],
         ..ServerConfig::default()
     };
     Server::bind(config).await.unwrap().start()

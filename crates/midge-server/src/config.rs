@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use midge_broker::{BrokerConfig, QueueFullPolicy};
 use midge_codec::{DecodeLimits, QoS};
+
+use crate::transport::tls::TlsSettings;
 use serde::Deserialize;
 
 /// The default listener.
@@ -46,13 +48,134 @@ pub enum ConfigError {
     },
 }
 
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerKind {
+    /// MQTT over TCP (default).
+    #[default]
+    Mqtt,
+    /// MQTT over TLS.
+    Mqtts,
+    /// MQTT over WebSocket.
+    Ws,
+    /// MQTT over WebSocket over TLS.
+    Wss,
+}
+
+impl ListenerKind {
+    /// Whether the listener needs a certificate and key.
+    pub fn is_tls(self) -> bool {
+        matches!(self, ListenerKind::Mqtts | ListenerKind::Wss)
+    }
+
+    /// Whether the listener speaks WebSocket.
+    pub fn is_ws(self) -> bool {
+        matches!(self, ListenerKind::Ws | ListenerKind::Wss)
+    }
+
+    /// The URL scheme.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            ListenerKind::Mqtt => "mqtt",
+            ListenerKind::Mqtts => "mqtts",
+            ListenerKind::Ws => "ws",
+            ListenerKind::Wss => "wss",
+        }
+    }
+}
+
 /// One `[[listener]]` table.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerFile {
     /// Address and port, e.g. `0.0.0.0:1883`; port 0 picks a free port.
     pub bind: String,
+    /// `mqtt` (default), `mqtts`, `ws` or `wss`.
+    #[serde(default)]
+    pub kind: ListenerKind,
+    /// WebSocket path (`ws`, `wss`). Default `/mqtt`.
+    pub path: Option<String>,
+    /// PEM certificate chain (`mqtts`, `wss`).
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key (`mqtts`, `wss`).
+    pub key_file: Option<PathBuf>,
+    /// PEM CA certificates to verify client certificates against.
+    pub ca_file: Option<PathBuf>,
+    /// Refuse TLS clients without a valid certificate. Default false.
+    #[serde(default)]
+    pub require_certificate: bool,
+    /// Use the client certificate's CN (else first SAN) as the username. Default false.
+    #[serde(default)]
+    pub use_identity_as_username: bool,
+    /// Accept clients without credentials. Default: true on loopback addresses without a
+    /// password file, otherwise false; a non-loopback listener without any authentication
+    /// must set it explicitly.
+    pub allow_anonymous: Option<bool>,
+    /// Password file (`user:hash` lines; mosquitto_passwd hashes are read too).
+    pub password_file: Option<PathBuf>,
+    /// ACL file in mosquitto's `acl_file` format.
+    pub acl_file: Option<PathBuf>,
 }
+
+/// A validated listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    /// Address to bind.
+    pub addr: SocketAddr,
+    /// What it speaks.
+    pub kind: ListenerKind,
+    /// WebSocket path.
+    pub ws_path: String,
+    /// TLS files, for `mqtts` and `wss`.
+    pub tls: Option<TlsSettings>,
+    /// Whether clients without credentials are accepted.
+    pub allow_anonymous: bool,
+    /// Password file.
+    pub password_file: Option<PathBuf>,
+    /// ACL file.
+    pub acl_file: Option<PathBuf>,
+}
+
+impl ListenerConfig {
+    /// A plain MQTT listener that accepts anyone (tests, embedding).
+    pub fn tcp(addr: SocketAddr) -> Self {
+        ListenerConfig {
+            addr,
+            kind: ListenerKind::Mqtt,
+            ws_path: crate::transport::ws::DEFAULT_PATH.to_owned(),
+            tls: None,
+            allow_anonymous: true,
+            password_file: None,
+            acl_file: None,
+        }
+    }
+}
+
+/// Key names for messages, by where a listener was configured.
+struct ListenerKeys {
+    bind: &'static str,
+    cert: &'static str,
+    ca: &'static str,
+    path: &'static str,
+    anonymous: &'static str,
+}
+
+const FILE_KEYS: ListenerKeys = ListenerKeys {
+    bind: "listener.bind",
+    cert: "listener.cert_file",
+    ca: "listener.ca_file",
+    path: "listener.path",
+    anonymous: "listener.allow_anonymous",
+};
+
+const CLI_KEYS: ListenerKeys = ListenerKeys {
+    bind: "--listen",
+    cert: "--cert",
+    ca: "--cafile",
+    path: "--ws-path",
+    anonymous: "--allow-anonymous",
+};
 
 /// The `[limits]` table. Every key has a default.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -173,8 +296,8 @@ impl FileConfig {
 /// The validated server configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
-    /// Addresses to listen on.
-    pub listeners: Vec<SocketAddr>,
+    /// Listeners.
+    pub listeners: Vec<ListenerConfig>,
     /// Connections at once.
     pub max_connections: usize,
     /// CONNECT must arrive within this time.
@@ -193,11 +316,11 @@ impl ServerConfig {
         }
     }
 
-    /// Validates a file config; `listen` (from the command line) replaces its listeners
-    /// when not empty. `origin` names the file in messages.
+    /// Validates a file config; `cli` listeners (from the command line) replace its
+    /// listeners when not empty. `origin` names the file in messages.
     pub fn from_file(
         file: FileConfig,
-        listen: &[String],
+        cli: &[ListenerFile],
         origin: &str,
     ) -> Result<Self, ConfigError> {
         let invalid =
@@ -207,26 +330,21 @@ impl ServerConfig {
                 problem,
                 fix,
             };
-        let binds: Vec<(String, &'static str)> = if !listen.is_empty() {
-            listen.iter().map(|s| (s.clone(), "--listen")).collect()
-        } else if file.listener.is_empty() {
-            vec![(DEFAULT_LISTEN.to_owned(), "listener.bind")]
-        } else {
-            file.listener
-                .iter()
-                .map(|l| (l.bind.clone(), "listener.bind"))
-                .collect()
-        };
+        let (sources, keys, origin_of): (Vec<ListenerFile>, &ListenerKeys, &str) =
+            if !cli.is_empty() {
+                (cli.to_vec(), &CLI_KEYS, "command line")
+            } else if file.listener.is_empty() {
+                let default = ListenerFile {
+                    bind: DEFAULT_LISTEN.to_owned(),
+                    ..Default::default()
+                };
+                (vec![default], &FILE_KEYS, origin)
+            } else {
+                (file.listener.clone(), &FILE_KEYS, origin)
+            };
         let mut listeners = Vec::new();
-        for (b, key) in binds {
-            let addr: SocketAddr = b.parse().map_err(|e| {
-                invalid(
-                    key,
-                    format!("`{b}` is not an address: {e}"),
-                    "write IP:PORT, e.g. 127.0.0.1:1883 or [::]:1883",
-                )
-            })?;
-            listeners.push(addr);
+        for l in sources {
+            listeners.push(validate_listener(l, keys, origin_of)?);
         }
         let l = &file.limits;
         if l.max_connections == 0 {
@@ -316,6 +434,105 @@ impl ServerConfig {
     }
 }
 
+fn validate_listener(
+    l: ListenerFile,
+    keys: &ListenerKeys,
+    origin: &str,
+) -> Result<ListenerConfig, ConfigError> {
+    let invalid = |key: &'static str, problem: String, fix: &'static str| ConfigError::Invalid {
+        origin: origin.to_owned(),
+        key,
+        problem,
+        fix,
+    };
+    let addr: SocketAddr = l.bind.parse().map_err(|e| {
+        invalid(
+            keys.bind,
+            format!("`{}` is not an address: {e}", l.bind),
+            "write IP:PORT, e.g. 127.0.0.1:1883 or [::]:1883",
+        )
+    })?;
+    let tls = if l.kind.is_tls() {
+        let (Some(cert_file), Some(key_file)) = (l.cert_file.clone(), l.key_file.clone()) else {
+            return Err(invalid(
+                keys.cert,
+                format!(
+                    "a {} listener on {addr} needs a certificate and a key",
+                    l.kind.scheme()
+                ),
+                "give the PEM files: cert_file and key_file (--cert and --key)",
+            ));
+        };
+        if (l.require_certificate || l.use_identity_as_username) && l.ca_file.is_none() {
+            return Err(invalid(
+                keys.ca,
+                format!("client certificates on {addr} cannot be verified without a CA file"),
+                "set ca_file (--cafile) to the CA that signs client certificates",
+            ));
+        }
+        Some(TlsSettings {
+            cert_file,
+            key_file,
+            ca_file: l.ca_file.clone(),
+            require_certificate: l.require_certificate,
+            use_identity_as_username: l.use_identity_as_username,
+        })
+    } else {
+        if l.cert_file.is_some() || l.key_file.is_some() || l.ca_file.is_some() {
+            return Err(invalid(
+                keys.cert,
+                format!(
+                    "certificate files are set for a {} listener on {addr}",
+                    l.kind.scheme()
+                ),
+                "use kind = \"mqtts\" or \"wss\" for TLS, or remove the certificate keys",
+            ));
+        }
+        None
+    };
+    let ws_path = match (&l.path, l.kind.is_ws()) {
+        (None, _) => crate::transport::ws::DEFAULT_PATH.to_owned(),
+        (Some(p), true) if p.starts_with('/') => p.clone(),
+        (Some(p), true) => {
+            return Err(invalid(
+                keys.path,
+                format!("`{p}` is not a path"),
+                "start the path with /, e.g. /mqtt",
+            ))
+        }
+        (Some(_), false) => {
+            return Err(invalid(
+                keys.path,
+                format!("a path is set for a {} listener on {addr}", l.kind.scheme()),
+                "use kind = \"ws\" or \"wss\", or remove the path",
+            ))
+        }
+    };
+    let cert_auth = l.use_identity_as_username && l.require_certificate;
+    let has_auth = l.password_file.is_some() || cert_auth;
+    let allow_anonymous = match l.allow_anonymous {
+        Some(v) => v,
+        None if has_auth => false,
+        None if addr.ip().is_loopback() => true,
+        None => {
+            return Err(invalid(
+                keys.anonymous,
+                format!("the listener on {addr} is reachable from other hosts and has no authentication"),
+                "set password_file (--password-file) or client certificates, or set allow_anonymous = true (--allow-anonymous) to accept anyone",
+            ))
+        }
+    };
+    Ok(ListenerConfig {
+        addr,
+        kind: l.kind,
+        ws_path,
+        tls,
+        allow_anonymous,
+        password_file: l.password_file,
+        acl_file: l.acl_file,
+    })
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig::from_file(FileConfig::default(), &[], "defaults")
@@ -330,7 +547,9 @@ mod tests {
     #[test]
     fn defaults_listen_on_loopback() {
         let c = ServerConfig::default();
-        assert_eq!(c.listeners, vec![DEFAULT_LISTEN.parse().expect("valid")]);
+        assert_eq!(c.listeners.len(), 1);
+        assert_eq!(c.listeners[0].addr, DEFAULT_LISTEN.parse().expect("valid"));
+        assert!(c.listeners[0].allow_anonymous);
         assert_eq!(c.broker, BrokerConfig::default());
     }
 
@@ -355,7 +574,11 @@ mod tests {
             msg.contains("mqtt.max_qos") && msg.contains("use 0, 1 or 2"),
             "{msg}"
         );
-        let msg = ServerConfig::from_file(FileConfig::default(), &["nope".into()], "command line")
+        let cli = [ListenerFile {
+            bind: "nope".into(),
+            ..Default::default()
+        }];
+        let msg = ServerConfig::from_file(FileConfig::default(), &cli, "command line")
             .expect_err("invalid")
             .to_string();
         assert!(msg.contains("--listen"), "{msg}");
@@ -364,11 +587,16 @@ mod tests {
     #[test]
     fn listen_flags_replace_file_listeners() {
         let f = FileConfig::parse(
-            "[[listener]]\nbind = \"0.0.0.0:1883\"\n",
+            "[[listener]]\nbind = \"0.0.0.0:1883\"\nallow_anonymous = true\n",
             Path::new("m.toml"),
         )
         .expect("parses");
-        let c = ServerConfig::from_file(f, &["127.0.0.1:0".into()], "m.toml").expect("valid");
-        assert_eq!(c.listeners, vec!["127.0.0.1:0".parse().expect("valid")]);
+        let cli = [ListenerFile {
+            bind: "127.0.0.1:0".into(),
+            ..Default::default()
+        }];
+        let c = ServerConfig::from_file(f, &cli, "m.toml").expect("valid");
+        assert_eq!(c.listeners.len(), 1);
+        assert_eq!(c.listeners[0].addr, "127.0.0.1:0".parse().expect("valid"));
     }
 }

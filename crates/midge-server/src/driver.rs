@@ -19,10 +19,10 @@ use bytes::BytesMut;
 use futures_util::task::AtomicWaker;
 use midge_broker::{Broker, CloseReason, Connection, Notify, OutBuffer, Timestamp};
 use midge_codec::{decode, DecodeLimits};
-use tokio::io::AsyncWrite;
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, Instrument};
+
+pub use crate::transport::Transport;
 
 /// Stop reading from a client while this many bytes wait to be written to it.
 const OUTPUT_HIGH_WATER: usize = 256 * 1024;
@@ -86,54 +86,6 @@ pub struct DriverConfig {
     pub connect_timeout: Duration,
 }
 
-/// A byte stream the driver can wait on without holding a read buffer, so that an idle
-/// connection owns no buffer at all. Everything is poll-based so that the connection's
-/// future stores no per-operation state.
-pub trait Transport: Unpin + Send {
-    /// Ready when a read might not block; the readiness is cleared by `try_read_buf`
-    /// answering `WouldBlock`.
-    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-    /// Reads what is available into `buf` without blocking; `WouldBlock` if nothing is.
-    fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize>;
-    /// Writes some of `bufs`.
-    fn poll_write_vectored(
-        &mut self,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>>;
-    /// Flushes what the transport itself buffers.
-    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-    /// Closes the write side.
-    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-}
-
-impl Transport for TcpStream {
-    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        TcpStream::poll_read_ready(self, cx)
-    }
-
-    fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        TcpStream::try_read_buf(self, buf)
-    }
-
-    fn poll_write_vectored(
-        &mut self,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        AsyncWrite::poll_write_vectored(Pin::new(self), cx, bufs)
-    }
-
-    fn poll_flush(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // TCP sends what it is given; nothing is held back in user space.
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        AsyncWrite::poll_shutdown(Pin::new(self), cx)
-    }
-}
-
 /// Runs one connection until it closes. `guard` is dropped when it has (a connection
 /// permit, say).
 pub fn drive<T: Transport, G: Send>(
@@ -182,7 +134,7 @@ enum Wake {
     WriteFailed(io::Error),
     Timer,
     Notified,
-    Readable(io::Result<()>),
+    Read(io::Result<usize>),
 }
 
 #[allow(clippy::manual_async_fn)] // Deliberate: see `serve`.
@@ -257,8 +209,8 @@ fn run<'a, T: Transport>(
                     return Poll::Ready(Wake::Notified);
                 }
                 if can_read {
-                    if let Poll::Ready(r) = transport.poll_read_ready(cx) {
-                        return Poll::Ready(Wake::Readable(r));
+                    if let Poll::Ready(r) = transport.poll_read_buf(cx, &mut inbuf, read_size) {
+                        return Poll::Ready(Wake::Read(r));
                     }
                 }
                 Poll::Pending
@@ -275,30 +227,20 @@ fn run<'a, T: Transport>(
                         closing = Some(r);
                     }
                 }
-                Wake::Readable(Err(e)) => return CloseReason::ConnectionLost(e.to_string()),
-                Wake::Readable(Ok(())) => {
+                Wake::Read(Err(e)) => return CloseReason::ConnectionLost(e.to_string()),
+                Wake::Read(Ok(0)) => return CloseReason::ConnectionLost("closed by peer".into()),
+                Wake::Read(Ok(n)) => {
+                    read_size = if n >= read_size {
+                        (read_size * 2).min(READ_MAX)
+                    } else if n < read_size / 4 {
+                        (read_size / 2).max(READ_MIN)
+                    } else {
+                        read_size
+                    };
+                    if let Err(reason) = handle_input(conn, &mut inbuf, cfg, peer) {
+                        closing = Some(reason);
+                    }
                     // The buffer exists only while bytes are being processed.
-                    if inbuf.capacity() - inbuf.len() < read_size / 2 {
-                        inbuf.reserve(read_size);
-                    }
-                    let room = inbuf.capacity() - inbuf.len();
-                    match transport.try_read_buf(&mut inbuf) {
-                        Ok(0) => return CloseReason::ConnectionLost("closed by peer".into()),
-                        Ok(n) => {
-                            read_size = if n == room {
-                                (read_size * 2).min(READ_MAX)
-                            } else if n < read_size / 4 {
-                                (read_size / 2).max(READ_MIN)
-                            } else {
-                                read_size
-                            };
-                            if let Err(reason) = handle_input(conn, &mut inbuf, cfg, peer) {
-                                closing = Some(reason);
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) => return CloseReason::ConnectionLost(e.to_string()),
-                    }
                     if inbuf.is_empty() {
                         inbuf = BytesMut::new();
                     }

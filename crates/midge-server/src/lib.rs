@@ -5,49 +5,55 @@
 
 pub mod config;
 pub mod driver;
+pub mod listener;
+pub mod transport;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use midge_broker::Broker;
-use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::warn;
 
-pub use config::{ConfigError, FileConfig, ServerConfig};
+pub use config::{
+    ConfigError, FileConfig, ListenerConfig, ListenerFile, ListenerKind, ServerConfig,
+};
 use driver::DriverConfig;
+use listener::{BoundListener, Shared};
+use transport::tls::TlsAcceptorHandle;
+
+/// How often TLS listeners look for changed certificate files.
+pub const CERT_RELOAD_CHECK: Duration = Duration::from_secs(5);
 
 /// A bound, not yet running server.
 #[derive(Debug)]
 pub struct Server {
     config: ServerConfig,
     broker: Arc<Broker>,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<BoundListener>,
 }
 
 /// A running server.
 #[derive(Debug)]
 pub struct RunningServer {
-    /// Addresses actually bound (port 0 resolved).
+    /// Addresses actually bound (port 0 resolved), in the order of the configuration.
     pub local_addrs: Vec<SocketAddr>,
     /// The broker, for inspection.
     pub broker: Arc<Broker>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    tls: Vec<Arc<TlsAcceptorHandle>>,
 }
 
 impl Server {
-    /// Binds every listener.
+    /// Binds every listener and loads its certificates.
     pub async fn bind(config: ServerConfig) -> std::io::Result<Self> {
         let mut listeners = Vec::new();
-        for addr in &config.listeners {
-            let l = TcpListener::bind(addr).await.map_err(|e| {
-                std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
-            })?;
-            listeners.push(l);
+        for l in &config.listeners {
+            listeners.push(BoundListener::bind(l.clone()).await?);
         }
         Ok(Server {
             broker: Arc::new(Broker::new(config.broker.clone())),
@@ -69,22 +75,29 @@ impl Server {
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let local_addrs = self.local_addrs();
-        let permits = Arc::new(Semaphore::new(self.config.max_connections));
-        let driver_cfg = Arc::new(DriverConfig {
-            limits: self.config.decode_limits(),
-            connect_timeout: self.config.connect_timeout,
-        });
+        let shared = Shared {
+            broker: self.broker.clone(),
+            cfg: Arc::new(DriverConfig {
+                limits: self.config.decode_limits(),
+                connect_timeout: self.config.connect_timeout,
+            }),
+            permits: Arc::new(Semaphore::new(self.config.max_connections)),
+            shutdown: shutdown.clone(),
+            tasks: tasks.clone(),
+        };
+        let tls: Vec<_> = self
+            .listeners
+            .iter()
+            .filter_map(|l| l.tls.clone())
+            .collect();
         for listener in self.listeners {
-            if let Ok(addr) = listener.local_addr() {
-                info!(%addr, "listening for MQTT on mqtt://{addr}");
-            }
-            tasks.spawn(accept_loop(
-                listener,
-                self.broker.clone(),
-                driver_cfg.clone(),
-                permits.clone(),
+            tasks.spawn(listener::accept_loop(listener, shared.clone()));
+        }
+        if !tls.is_empty() {
+            tasks.spawn(listener::watch_certificates(
+                tls.clone(),
+                CERT_RELOAD_CHECK,
                 shutdown.clone(),
-                tasks.clone(),
             ));
         }
         tasks.spawn(timer_loop(self.broker.clone(), shutdown.clone()));
@@ -93,6 +106,7 @@ impl Server {
             broker: self.broker,
             shutdown,
             tasks,
+            tls,
         }
     }
 }
@@ -111,50 +125,14 @@ impl RunningServer {
         }
     }
 
+    /// Reloads every TLS listener's certificates (SIGHUP); connected clients stay.
+    pub fn reload_certificates(&self) {
+        listener::reload_certificates(&self.tls, true);
+    }
+
     /// A token that stops the server when cancelled.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    broker: Arc<Broker>,
-    cfg: Arc<DriverConfig>,
-    permits: Arc<Semaphore>,
-    shutdown: CancellationToken,
-    tasks: TaskTracker,
-) {
-    loop {
-        let accepted = tokio::select! {
-            // Cancel-safe: `accept` loses no connection when dropped.
-            r = listener.accept() => r,
-            // Cancel-safe: level-triggered.
-            _ = shutdown.cancelled() => return,
-        };
-        let (stream, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                // Out of file descriptors and similar: back off instead of spinning.
-                warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            warn!(%peer, "connection refused: max_connections reached");
-            drop(stream);
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        tasks.spawn(driver::drive(
-            stream,
-            peer,
-            broker.clone(),
-            cfg.clone(),
-            shutdown.clone(),
-            permit,
-        ));
     }
 }
 

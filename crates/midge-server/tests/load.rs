@@ -153,7 +153,9 @@ async fn thousand_clients_exchange_a_million_qos1_messages() {
     let per_target = env_usize("MIDGE_LOAD_PER_TARGET", 100);
     assert!(n > TARGETS);
     let mut config = ServerConfig {
-        listeners: vec!["127.0.0.1:0".parse().unwrap()],
+        listeners: vec![midge_server::ListenerConfig::tcp(
+            "127.0.0.1:0".parse().unwrap(),
+        )],
         ..ServerConfig::default()
     };
     config.broker.max_queued_messages = 100_000;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use midge_server::{FileConfig, Server, ServerConfig};
+use midge_server::{FileConfig, ListenerFile, ListenerKind, Server, ServerConfig};
 use tracing_subscriber::EnvFilter;
 
 /// Options of `midge serve`.
@@ -14,6 +14,40 @@ pub struct ServeArgs {
     /// 127.0.0.1:1883 and the config file's listeners). Port 0 picks a free port.
     #[arg(long = "listen", value_name = "ADDR")]
     pub listen: Vec<String>,
+    /// Address for MQTT over TLS (repeatable; needs --cert and --key).
+    #[arg(long = "listen-tls", value_name = "ADDR")]
+    pub listen_tls: Vec<String>,
+    /// Address for MQTT over WebSocket, path /mqtt (repeatable).
+    #[arg(long = "listen-ws", value_name = "ADDR")]
+    pub listen_ws: Vec<String>,
+    /// Address for MQTT over secure WebSocket (repeatable; needs --cert and --key).
+    #[arg(long = "listen-wss", value_name = "ADDR")]
+    pub listen_wss: Vec<String>,
+    /// PEM certificate chain for TLS listeners.
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key for TLS listeners.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// PEM CA certificates that client certificates must chain to.
+    #[arg(long, value_name = "FILE")]
+    pub cafile: Option<PathBuf>,
+    /// Refuse TLS clients without a valid certificate (needs --cafile).
+    #[arg(long)]
+    pub require_certificate: bool,
+    /// Use the client certificate's CN (else first SAN) as the username.
+    #[arg(long)]
+    pub use_identity_as_username: bool,
+    /// Password file (midge passwd or mosquitto_passwd) for every listener given here.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// ACL file (mosquitto acl_file format) for every listener given here.
+    #[arg(long, value_name = "FILE")]
+    pub acl_file: Option<PathBuf>,
+    /// Accept clients without credentials on every listener given here (default: only on
+    /// loopback addresses without a password file).
+    #[arg(long)]
+    pub allow_anonymous: bool,
     /// TOML configuration file (see README for the keys).
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -36,7 +70,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(n) = args.workers {
         file.server.worker_threads = n;
     }
-    let config = ServerConfig::from_file(file, &args.listen, &origin)?;
+    let config = ServerConfig::from_file(file, &cli_listeners(&args)?, &origin)?;
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if config.worker_threads > 0 {
         builder.worker_threads(config.worker_threads);
@@ -50,12 +84,58 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let server = Server::bind(config).await?;
         let running = server.start();
         tracing::info!(version = env!("CARGO_PKG_VERSION"), "midge started");
-        wait_for_signal().await?;
+        wait_for_signal(&running).await?;
         tracing::info!("shutting down");
         running.shutdown(Duration::from_secs(10)).await;
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// The listeners given by flags, each with the flags' TLS and authentication settings.
+fn cli_listeners(args: &ServeArgs) -> anyhow::Result<Vec<ListenerFile>> {
+    let kinds = [
+        (&args.listen, ListenerKind::Mqtt),
+        (&args.listen_tls, ListenerKind::Mqtts),
+        (&args.listen_ws, ListenerKind::Ws),
+        (&args.listen_wss, ListenerKind::Wss),
+    ];
+    let mut out = Vec::new();
+    for (addrs, kind) in kinds {
+        for bind in addrs {
+            let tls = kind.is_tls();
+            out.push(ListenerFile {
+                bind: bind.clone(),
+                kind,
+                cert_file: args.cert.clone().filter(|_| tls),
+                key_file: args.key.clone().filter(|_| tls),
+                ca_file: args.cafile.clone().filter(|_| tls),
+                require_certificate: args.require_certificate && tls,
+                use_identity_as_username: args.use_identity_as_username && tls,
+                allow_anonymous: args.allow_anonymous.then_some(true),
+                password_file: args.password_file.clone(),
+                acl_file: args.acl_file.clone(),
+                ..Default::default()
+            });
+        }
+    }
+    let any_tls = !args.listen_tls.is_empty() || !args.listen_wss.is_empty();
+    if !any_tls && (args.cert.is_some() || args.key.is_some() || args.cafile.is_some()) {
+        anyhow::bail!("--cert, --key and --cafile apply to TLS listeners: add --listen-tls ADDR or --listen-wss ADDR");
+    }
+    if out.is_empty()
+        && (args.password_file.is_some() || args.acl_file.is_some() || args.allow_anonymous)
+    {
+        // Security flags without listener flags apply to the default listener.
+        out.push(ListenerFile {
+            bind: midge_server::config::DEFAULT_LISTEN.to_owned(),
+            allow_anonymous: args.allow_anonymous.then_some(true),
+            password_file: args.password_file.clone(),
+            acl_file: args.acl_file.clone(),
+            ..Default::default()
+        });
+    }
+    Ok(out)
 }
 
 fn init_logging(verbose: u8) {
@@ -71,18 +151,32 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// Waits for SIGINT or SIGTERM; SIGHUP reloads certificates meanwhile.
+async fn wait_for_signal(running: &midge_server::RunningServer) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-        tokio::select! {
-            // Cancel-safe: signal futures can be dropped and recreated.
-            r = tokio::signal::ctrl_c() => r.context("cannot listen for SIGINT")?,
-            // Cancel-safe: as above.
-            _ = term.recv() => {}
+        let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+        loop {
+            tokio::select! {
+                // Cancel-safe: signal futures can be dropped and recreated.
+                r = tokio::signal::ctrl_c() => {
+                    r.context("cannot listen for SIGINT")?;
+                    break;
+                }
+                // Cancel-safe: as above.
+                _ = term.recv() => break,
+                // Cancel-safe: as above.
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading certificates");
+                    running.reload_certificates();
+                }
+            }
         }
     }
+    #[cfg(not(unix))]
+    let _ = running;
     #[cfg(not(unix))]
     tokio::signal::ctrl_c()
         .await

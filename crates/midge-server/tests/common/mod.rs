@@ -43,7 +43,9 @@ pub const Q2: QoS = QoS::ExactlyOnce;
 /// The default server config of the suite: one listener on a free loopback port.
 pub fn config() -> ServerConfig {
     ServerConfig {
-        listeners: vec!["127.0.0.1:0".parse().expect("loopback address")],
+        listeners: vec![midge_server::ListenerConfig::tcp(
+            "127.0.0.1:0".parse().expect("loopback address"),
+        )],
         connect_timeout: Duration::from_secs(10),
         ..ServerConfig::default()
     }
@@ -60,7 +62,9 @@ pub struct TestServer {
 
 /// Starts a server with `config` (its listeners are replaced by 127.0.0.1:0).
 pub async fn start(mut config: ServerConfig) -> TestServer {
-    config.listeners = vec!["127.0.0.1:0".parse().expect("loopback address")];
+    config.listeners = vec![midge_server::ListenerConfig::tcp(
+        "127.0.0.1:0".parse().expect("loopback address"),
+    )];
     let server = Server::bind(config)
         .await
         .expect("bind 127.0.0.1:0")

@@ -6,7 +6,9 @@ use midge_server::{RunningServer, Server, ServerConfig};
 /// it with that port.
 pub async fn start_server() -> (RunningServer, u16) {
     let config = ServerConfig {
-        listeners: vec!["127.0.0.1:0".parse().expect("a valid address")],
+        listeners: vec![midge_server::ListenerConfig::tcp(
+            "127.0.0.1:0".parse().expect("a valid address"),
+        )],
         ..ServerConfig::default()
     };
     let server = Server::bind(config)
