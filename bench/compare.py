@@ -126,7 +126,7 @@ def bench(broker, args, timeout):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def scenarios(quick, duration):
+def scenarios(quick, duration, only=None):
     d = ["-d", str(duration), "-w", "1"]
     n = "20" if quick else "100"
     filters = "10000" if quick else "100000"
@@ -143,7 +143,7 @@ def scenarios(quick, duration):
                  ["conn", "-n", conns, "--source-ips", "4", "--hold", "2"], "broker_rss_kib_per_connection"))
     rows.append((f"idle connections: {conns}, connects/s",
                  ["conn", "-n", conns, "--source-ips", "4", "--hold", "0"], "connects_per_sec"))
-    return rows
+    return [r for r in rows if only is None or only in r[0]]
 
 
 def fmt(v, key):
@@ -160,13 +160,14 @@ def main():
     ap.add_argument("--duration", type=float, default=None)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out")
+    ap.add_argument("--only", help="run only the rows whose title contains this text")
     a = ap.parse_args()
     runs = 1 if a.quick else a.runs
     duration = a.duration or (2 if a.quick else 5)
     names = ["midge", "mosquitto"] + (["rumqttd"] if RUMQTTD else [])
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for label, args, key in scenarios(a.quick, duration):
+        for label, args, key in scenarios(a.quick, duration, a.only):
             for name in names:
                 vals, cpus, rss, lost = [], [], [], []
                 for _ in range(runs):
@@ -199,7 +200,7 @@ def main():
              " | " + " | ".join(f"{n} lost" for n in names) + " |"
     lines.append(header)
     lines.append("|" + "---|" * (header.count("|") - 1))
-    for label, _, key in scenarios(a.quick, duration):
+    for label, _, key in scenarios(a.quick, duration, a.only):
         vals = [results.get((label, n), (None,) * 4) for n in names]
         m, q = vals[0][0], vals[1][0]
         if m is not None and q:

@@ -3,10 +3,11 @@
 # loopback, side by side, and writes a markdown table of both and of the ratio
 # midge/mosquitto with each broker's CPU seconds and peak RSS.
 #
-# Usage: bench/compare.sh [--runs N] [--duration SECS] [--quick] [--out FILE]
+# Usage: bench/compare.sh [--runs N] [--duration SECS] [--quick] [--only TEXT] [--out FILE]
 #   --runs N       runs per cell, the median is reported (default 3)
 #   --duration S   measured seconds per run (default 5; --quick: 2)
 #   --quick        fewer clients and filters, one run: a smoke test of the script itself
+#   --only TEXT    run only the rows whose title contains TEXT (e.g. "p2p")
 #   --out FILE     write the markdown there (default: stdout)
 # Installs Debian's mosquitto and rumqttd (cargo install) if missing; set
 # MIDGE_COMPARE_SKIP_RUMQTTD=1 to leave rumqttd out.
@@ -20,7 +21,8 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
 fi
 export PATH="$HOME/.cargo/bin:$PATH"
 if [ -z "${MIDGE_COMPARE_SKIP_RUMQTTD:-}" ] && ! command -v rumqttd >/dev/null 2>&1; then
-    cargo install --locked rumqttd >&2
+    # Not --locked: rumqttd 0.20's lock pins a metrics crate that newer compilers reject.
+    cargo install rumqttd >&2
 fi
 cargo build --release --locked -p midge >&2
 exec python3 bench/compare.py "$@"

@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// The answer of one backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,4 +66,59 @@ pub struct ClientIdentity<'a> {
 pub trait Authorizer: Send + Sync + fmt::Debug {
     /// Decides on one action on one topic name or filter.
     fn authorize(&self, who: &ClientIdentity<'_>, action: Action, topic: &str) -> Decision;
+}
+
+/// The authentication and authorization in force on one listener.
+#[derive(Debug, Default)]
+pub struct ListenerAuth {
+    /// Accept clients that every authenticator deferred on (typically: no username).
+    pub allow_anonymous: bool,
+    /// A verified client certificate's identity becomes the username, and authenticates
+    /// the client by itself.
+    pub use_identity_as_username: bool,
+    /// Asked in order; the first Allow or Deny decides.
+    pub authenticators: Vec<Arc<dyn Authenticator>>,
+    /// Asked in order; the first Allow or Deny decides; with none, everything is allowed.
+    pub authorizers: Vec<Arc<dyn Authorizer>>,
+}
+
+impl ListenerAuth {
+    /// Anyone may connect and do anything (tests, embedding, loopback defaults).
+    pub fn open() -> Self {
+        ListenerAuth {
+            allow_anonymous: true,
+            ..Default::default()
+        }
+    }
+
+    /// Whether the client may connect. If every authenticator defers, a client is accepted
+    /// only where anonymous access is allowed.
+    pub fn authenticate(&self, req: &AuthRequest<'_>) -> bool {
+        for a in &self.authenticators {
+            match a.authenticate(req) {
+                Decision::Allow => return true,
+                Decision::Deny => return false,
+                Decision::Defer => {}
+            }
+        }
+        self.allow_anonymous
+    }
+
+    /// Whether any authorizer is configured (if not, every check is skipped).
+    pub fn has_authorizers(&self) -> bool {
+        !self.authorizers.is_empty()
+    }
+
+    /// Whether `who` may perform `action` on `topic`.
+    pub fn authorize(&self, who: &ClientIdentity<'_>, action: Action, topic: &str) -> bool {
+        for a in &self.authorizers {
+            match a.authorize(who, action, topic) {
+                Decision::Allow => return true,
+                Decision::Deny => return false,
+                Decision::Defer => {}
+            }
+        }
+        // Authorizers that all defer grant nothing; no authorizer at all grants everything.
+        self.authorizers.is_empty()
+    }
 }

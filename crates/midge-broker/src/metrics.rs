@@ -28,4 +28,8 @@ pub struct Metrics {
     pub publishers_paused: AtomicU64,
     /// Sessions removed by expiry.
     pub sessions_expired: AtomicU64,
+    /// Connection attempts refused for bad credentials.
+    pub auth_failures: AtomicU64,
+    /// Publishes and deliveries refused by authorization.
+    pub dropped_not_authorized: AtomicU64,
 }

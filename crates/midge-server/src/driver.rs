@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
 use futures_util::task::AtomicWaker;
+use midge_broker::auth::ListenerAuth;
 use midge_broker::{Broker, CloseReason, Connection, Notify, OutBuffer, Timestamp};
 use midge_codec::{decode, DecodeLimits};
 use tokio_util::sync::CancellationToken;
@@ -33,6 +34,8 @@ const READ_MIN: usize = 1024;
 const READ_MAX: usize = 64 * 1024;
 /// Slices per vectored write.
 const MAX_IOVECS: usize = 64;
+/// `timer_at` when no deadline is armed.
+const UNARMED: u64 = u64::MAX;
 /// How long a closing connection may take to send its last packets.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a closing connection may take to close its write side.
@@ -91,7 +94,7 @@ pub struct DriverConfig {
 pub fn drive<T: Transport, G: Send>(
     transport: T,
     peer: SocketAddr,
-    broker: Arc<Broker>,
+    setup: ConnSetup,
     cfg: Arc<DriverConfig>,
     shutdown: CancellationToken,
     guard: G,
@@ -99,7 +102,28 @@ pub fn drive<T: Transport, G: Send>(
     // A debug-level span: at the default level it costs nothing per connection, so the
     // connect and disconnect lines carry the peer and client id themselves.
     let span = tracing::debug_span!("conn", %peer, client_id = tracing::field::Empty);
-    serve(transport, peer, broker, cfg, shutdown, guard).instrument(span)
+    // Built here rather than in the task, so the task stores it once.
+    let notify = Arc::new(TaskNotify::default());
+    let conn = Connection::with_auth(
+        setup.broker,
+        notify.clone(),
+        now(),
+        cfg.connect_timeout,
+        setup.auth,
+        setup.cert_identity,
+    );
+    serve(transport, peer, conn, notify, cfg, shutdown, guard).instrument(span)
+}
+
+/// What a connection starts from.
+#[derive(Debug)]
+pub struct ConnSetup {
+    /// The broker.
+    pub broker: Arc<Broker>,
+    /// The listener's authentication and authorization.
+    pub auth: Arc<ListenerAuth>,
+    /// Identity of the client's verified TLS certificate.
+    pub cert_identity: Option<Box<str>>,
 }
 
 /// The connection task's one async layer. An `async` block rather than an `async fn`,
@@ -108,14 +132,13 @@ pub fn drive<T: Transport, G: Send>(
 fn serve<T: Transport, G: Send>(
     mut transport: T,
     peer: SocketAddr,
-    broker: Arc<Broker>,
+    mut conn: Connection,
+    notify: Arc<TaskNotify>,
     cfg: Arc<DriverConfig>,
     shutdown: CancellationToken,
     guard: G,
 ) -> impl Future<Output = ()> + Send {
     async move {
-        let notify = Arc::new(TaskNotify::default());
-        let mut conn = Connection::new(broker, notify.clone(), now(), cfg.connect_timeout);
         let reason = run(&mut transport, &mut conn, &notify, &cfg, &shutdown, peer).await;
         let client_id = conn.client_id().cloned();
         conn.finish(&reason, now());
@@ -155,7 +178,9 @@ fn run<'a, T: Transport>(
         // One timer for the whole connection, moved rather than re-created.
         let timer = tokio::time::sleep_until(tokio::time::Instant::now());
         tokio::pin!(timer);
-        let mut timer_at: Option<Timestamp> = None;
+        // The armed deadline in milliseconds, `UNARMED` if none (a plain integer: this lives
+        // in every connection's task).
+        let mut timer_at = UNARMED;
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
         loop {
@@ -180,11 +205,11 @@ fn run<'a, T: Transport>(
                     continue;
                 }
             }
-            let deadline = conn.next_deadline();
+            let deadline = conn.next_deadline().map_or(UNARMED, |t| t.0);
             if deadline != timer_at {
                 timer_at = deadline;
-                if let Some(t) = deadline {
-                    timer.as_mut().reset(to_instant(t));
+                if deadline != UNARMED {
+                    timer.as_mut().reset(to_instant(Timestamp(deadline)));
                 }
             }
             // Backpressure: a client whose output is not being read, or whose publishes wait for
@@ -202,7 +227,7 @@ fn run<'a, T: Transport>(
                         Poll::Pending => {}
                     }
                 }
-                if timer_at.is_some() && timer.as_mut().poll(cx).is_ready() {
+                if timer_at != UNARMED && timer.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Wake::Timer);
                 }
                 if notify.poll_notified(cx).is_ready() {
@@ -222,7 +247,7 @@ fn run<'a, T: Transport>(
                 Wake::WriteFailed(e) => return CloseReason::ConnectionLost(e.to_string()),
                 Wake::Timer => {
                     // Re-armed on the next turn from the connection's next deadline.
-                    timer_at = None;
+                    timer_at = UNARMED;
                     if let Err(r) = conn.handle_timeout(now()) {
                         closing = Some(r);
                     }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use midge_broker::auth::ListenerAuth;
 use midge_broker::Broker;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -14,8 +15,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::{ListenerConfig, ListenerKind};
-use crate::driver::{self, DriverConfig};
-use crate::transport::tls::TlsAcceptorHandle;
+use crate::driver::{self, ConnSetup, DriverConfig};
+use crate::transport::tls::{self, TlsAcceptorHandle};
 use crate::transport::ws;
 
 /// A bound listener.
@@ -27,6 +28,8 @@ pub struct BoundListener {
     pub tcp: TcpListener,
     /// The TLS configuration, for `mqtts` and `wss`.
     pub tls: Option<Arc<TlsAcceptorHandle>>,
+    /// Who may connect and what they may do.
+    pub auth: Arc<ListenerAuth>,
 }
 
 impl BoundListener {
@@ -44,10 +47,21 @@ impl BoundListener {
             )?)),
             None => None,
         };
+        let auth = Arc::new(crate::auth::listener_auth(&config).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("listener {url}: {e}"),
+            )
+        })?);
         let tcp = TcpListener::bind(config.addr)
             .await
             .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {url}: {e}")))?;
-        Ok(BoundListener { config, tcp, tls })
+        Ok(BoundListener {
+            config,
+            tcp,
+            tls,
+            auth,
+        })
     }
 
     /// The bound address (port 0 resolved).
@@ -107,7 +121,7 @@ pub async fn accept_loop(listener: BoundListener, shared: Shared) {
                 s.tasks.spawn(driver::drive(
                     stream,
                     peer,
-                    s.broker.clone(),
+                    setup(s, &listener.auth, None),
                     s.cfg.clone(),
                     s.shutdown.clone(),
                     permit,
@@ -120,6 +134,7 @@ pub async fn accept_loop(listener: BoundListener, shared: Shared) {
                     stream,
                     peer,
                     tls,
+                    listener.auth.clone(),
                     ws_path.clone(),
                     shared.clone(),
                     permit,
@@ -130,11 +145,15 @@ pub async fn accept_loop(listener: BoundListener, shared: Shared) {
 }
 
 /// TLS and WebSocket handshakes, within the connect timeout, then the driver.
+// Each argument is one owned piece of the new connection's task; bundling them would only
+// add a struct that is unpacked at once.
+#[allow(clippy::too_many_arguments)]
 async fn handshake_then_drive(
     kind: ListenerKind,
     stream: TcpStream,
     peer: SocketAddr,
     tls: Option<Arc<TlsAcceptorHandle>>,
+    auth: Arc<ListenerAuth>,
     ws_path: Arc<str>,
     s: Shared,
     permit: OwnedSemaphorePermit,
@@ -142,77 +161,47 @@ async fn handshake_then_drive(
     let deadline = tokio::time::Instant::now() + s.cfg.connect_timeout;
     // A WebSocket message holds at most one maximum-size packet plus its framing.
     let max_message = s.cfg.limits.max_packet_size as usize + 16;
+    let (cfg, shutdown) = (s.cfg.clone(), s.shutdown.clone());
     match kind {
         ListenerKind::Mqtt => {
-            driver::drive(
-                stream,
-                peer,
-                s.broker.clone(),
-                s.cfg.clone(),
-                s.shutdown.clone(),
-                permit,
-            )
-            .await
+            let setup = setup(&s, &auth, None);
+            driver::drive(stream, peer, setup, cfg, shutdown, permit).await
         }
         ListenerKind::Mqtts => {
             let Some(t) = within(deadline, peer, "TLS", tls_accept(tls, stream)).await else {
                 return;
             };
-            driver::drive(
-                t,
-                peer,
-                s.broker.clone(),
-                s.cfg.clone(),
-                s.shutdown.clone(),
-                permit,
-            )
-            .await
+            let setup = setup(&s, &auth, tls::peer_identity(&t));
+            driver::drive(t, peer, setup, cfg, shutdown, permit).await
         }
         ListenerKind::Ws => {
-            let Some(w) = within(
-                deadline,
-                peer,
-                "WebSocket",
-                ws::accept(stream, &ws_path, max_message),
-            )
-            .await
-            else {
+            let handshake = ws::accept(stream, &ws_path, max_message);
+            let Some(w) = within(deadline, peer, "WebSocket", handshake).await else {
                 return;
             };
-            driver::drive(
-                w,
-                peer,
-                s.broker.clone(),
-                s.cfg.clone(),
-                s.shutdown.clone(),
-                permit,
-            )
-            .await
+            let setup = setup(&s, &auth, None);
+            driver::drive(w, peer, setup, cfg, shutdown, permit).await
         }
         ListenerKind::Wss => {
             let Some(t) = within(deadline, peer, "TLS", tls_accept(tls, stream)).await else {
                 return;
             };
-            let Some(w) = within(
-                deadline,
-                peer,
-                "WebSocket",
-                ws::accept(t, &ws_path, max_message),
-            )
-            .await
-            else {
+            let identity = tls::peer_identity(&t);
+            let handshake = ws::accept(t, &ws_path, max_message);
+            let Some(w) = within(deadline, peer, "WebSocket", handshake).await else {
                 return;
             };
-            driver::drive(
-                w,
-                peer,
-                s.broker.clone(),
-                s.cfg.clone(),
-                s.shutdown.clone(),
-                permit,
-            )
-            .await
+            let setup = setup(&s, &auth, identity);
+            driver::drive(w, peer, setup, cfg, shutdown, permit).await
         }
+    }
+}
+
+fn setup(s: &Shared, auth: &Arc<ListenerAuth>, cert_identity: Option<String>) -> ConnSetup {
+    ConnSetup {
+        broker: s.broker.clone(),
+        auth: auth.clone(),
+        cert_identity: cert_identity.map(String::into_boxed_str),
     }
 }
 

@@ -6,8 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use midge_broker::auth::ListenerAuth;
 use midge_broker::Broker;
-use midge_server::driver::{drive, DriverConfig};
+use midge_server::driver::{drive, ConnSetup, DriverConfig};
 
 #[tokio::test]
 async fn connection_future_fits_a_one_kib_task() {
@@ -27,7 +28,11 @@ async fn connection_future_fits_a_one_kib_task() {
     let future = drive(
         stream,
         addr,
-        broker,
+        ConnSetup {
+            broker,
+            auth: Arc::new(ListenerAuth::open()),
+            cert_identity: None,
+        },
         cfg,
         tokio_util::sync::CancellationToken::new(),
         permit,

@@ -1,6 +1,7 @@
 //! The `midge` binary: the broker and its client tools behind one command line.
 
 mod bench;
+mod passwd;
 mod serve;
 mod tools;
 
@@ -30,6 +31,8 @@ enum Command {
     Sub(tools::subscribe::SubArgs),
     /// MQTT 5 request/response: publish a request and print the answer (mosquitto_rr's flags).
     Rr(tools::rr::RrArgs),
+    /// Manage a password file (mosquitto_passwd's flags; reads its hashes too).
+    Passwd(passwd::PasswdArgs),
     /// Load generator: conn, fanin, fanout, p2p, shared, subs, custom.
     Bench(bench::BenchArgs),
     /// Print the version.
@@ -45,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Sub(args)) => run_tool(tools::subscribe::run(args)),
         Some(Command::Rr(args)) => run_tool(tools::rr::run(args)),
         Some(Command::Bench(args)) => run_bench(args),
+        Some(Command::Passwd(args)) => passwd::run(args),
         Some(Command::Version) => {
             println!("midge {} (MQTT 3.1, 3.1.1, 5.0)", env!("CARGO_PKG_VERSION"));
             Ok(())
