@@ -92,6 +92,7 @@ pub async fn accept_loop(listener: BoundListener, shared: Shared) {
         info!(%addr, "listening for MQTT on {}://{addr}", kind.scheme());
     }
     let ws_path: Arc<str> = listener.config.ws_path.as_str().into();
+    let handshake = Handshake::for_kind(kind);
     loop {
         let accepted = tokio::select! {
             // Cancel-safe: `accept` loses no connection when dropped.
@@ -115,9 +116,9 @@ pub async fn accept_loop(listener: BoundListener, shared: Shared) {
         };
         let _ = stream.set_nodelay(true);
         let s = &shared;
-        match kind {
+        match handshake {
             // The plain path spawns the driver itself: the smallest task per connection.
-            ListenerKind::Mqtt => {
+            None => {
                 s.tasks.spawn(driver::drive(
                     stream,
                     peer,
@@ -127,10 +128,10 @@ pub async fn accept_loop(listener: BoundListener, shared: Shared) {
                     permit,
                 ));
             }
-            ListenerKind::Mqtts | ListenerKind::Ws | ListenerKind::Wss => {
+            Some(handshake) => {
                 let tls = listener.tls.clone();
                 s.tasks.spawn(handshake_then_drive(
-                    kind,
+                    handshake,
                     stream,
                     peer,
                     tls,
@@ -144,12 +145,32 @@ pub async fn accept_loop(listener: BoundListener, shared: Shared) {
     }
 }
 
+/// What a listener does between accept and MQTT.
+#[derive(Debug, Clone, Copy)]
+enum Handshake {
+    Tls,
+    Ws,
+    TlsThenWs,
+}
+
+impl Handshake {
+    /// None for plain MQTT, whose connections go straight to the driver.
+    fn for_kind(kind: ListenerKind) -> Option<Handshake> {
+        match kind {
+            ListenerKind::Mqtt => None,
+            ListenerKind::Mqtts => Some(Handshake::Tls),
+            ListenerKind::Ws => Some(Handshake::Ws),
+            ListenerKind::Wss => Some(Handshake::TlsThenWs),
+        }
+    }
+}
+
 /// TLS and WebSocket handshakes, within the connect timeout, then the driver.
 // Each argument is one owned piece of the new connection's task; bundling them would only
 // add a struct that is unpacked at once.
 #[allow(clippy::too_many_arguments)]
 async fn handshake_then_drive(
-    kind: ListenerKind,
+    handshake: Handshake,
     stream: TcpStream,
     peer: SocketAddr,
     tls: Option<Arc<TlsAcceptorHandle>>,
@@ -162,19 +183,15 @@ async fn handshake_then_drive(
     // A WebSocket message holds at most one maximum-size packet plus its framing.
     let max_message = s.cfg.limits.max_packet_size as usize + 16;
     let (cfg, shutdown) = (s.cfg.clone(), s.shutdown.clone());
-    match kind {
-        ListenerKind::Mqtt => {
-            let setup = setup(&s, &auth, None);
-            driver::drive(stream, peer, setup, cfg, shutdown, permit).await
-        }
-        ListenerKind::Mqtts => {
+    match handshake {
+        Handshake::Tls => {
             let Some(t) = within(deadline, peer, "TLS", tls_accept(tls, stream)).await else {
                 return;
             };
             let setup = setup(&s, &auth, tls::peer_identity(&t));
             driver::drive(t, peer, setup, cfg, shutdown, permit).await
         }
-        ListenerKind::Ws => {
+        Handshake::Ws => {
             let handshake = ws::accept(stream, &ws_path, max_message);
             let Some(w) = within(deadline, peer, "WebSocket", handshake).await else {
                 return;
@@ -182,7 +199,7 @@ async fn handshake_then_drive(
             let setup = setup(&s, &auth, None);
             driver::drive(w, peer, setup, cfg, shutdown, permit).await
         }
-        ListenerKind::Wss => {
+        Handshake::TlsThenWs => {
             let Some(t) = within(deadline, peer, "TLS", tls_accept(tls, stream)).await else {
                 return;
             };
