@@ -6,7 +6,8 @@
 //! - [`acl`]: mosquitto's `acl_file` (`user`, `topic`, `pattern` lines) as an
 //!   [`AclAuthorizer`], with mosquitto's order of evaluation and its subscribe semantics.
 //! - [`scram`]: MQTT 5 enhanced authentication with `SCRAM-SHA-256` and `SCRAM-SHA-512`
-//!   (RFC 5802, RFC 7677), sans-IO, server and client side.
+//!   (RFC 5802, RFC 7677), sans-IO, server and client side; [`enhanced`] plugs it into the
+//!   broker as a [`ScramAuthenticator`] over the password file's users.
 //!
 //! Both backends hold their file behind an atomically swapped pointer: `reload` replaces the
 //! whole file at once, and a check in progress finishes on the version it started with.
@@ -40,11 +41,13 @@
 #![warn(missing_docs)]
 
 pub mod acl;
+pub mod enhanced;
 pub mod password;
 pub mod scram;
 mod util;
 
 pub use acl::{AclAuthorizer, AclError, AclFile, AclWarning};
+pub use enhanced::ScramAuthenticator;
 pub use password::{
     HashParams, HashScheme, PasswordAuthenticator, PasswordFile, PasswordFileError,
 };

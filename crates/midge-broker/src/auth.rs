@@ -6,6 +6,9 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
 
 /// The answer of one backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +71,42 @@ pub trait Authorizer: Send + Sync + fmt::Debug {
     fn authorize(&self, who: &ClientIdentity<'_>, action: Action, topic: &str) -> Decision;
 }
 
+/// MQTT 5 enhanced authentication (the AUTH packet): one backend per family of methods.
+pub trait EnhancedAuthenticator: Send + Sync + fmt::Debug {
+    /// Begins an exchange for `method` (the Authentication Method of CONNECT or of a
+    /// re-authentication), or `None` if this backend does not know the method.
+    fn start(&self, method: &str) -> Option<Box<dyn AuthExchange>>;
+}
+
+/// One enhanced authentication exchange, fed the client's Authentication Data in turn (that
+/// of CONNECT or AUTH 0x19 first, then of each AUTH 0x18).
+pub trait AuthExchange: Send + fmt::Debug {
+    /// Handles the client's next message.
+    fn step(&mut self, data: &[u8]) -> AuthStep;
+}
+
+/// Where an enhanced authentication exchange stands after a client message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthStep {
+    /// Send this to the client in AUTH 0x18 and wait for its answer.
+    Continue(Bytes),
+    /// Authenticated as `username`; `data` goes to the client in CONNACK (or AUTH 0x00).
+    Success {
+        /// Final data for the client, if the method has any.
+        data: Option<Bytes>,
+        /// The authenticated user, used for authorization.
+        username: Box<str>,
+    },
+    /// Refused (wrong credentials or a malformed message; deliberately not told apart).
+    Failed,
+}
+
+/// Runs slow work, password hashing above all, on threads that do not move messages.
+pub trait BlockingRunner: Send + Sync + fmt::Debug {
+    /// Queues `job`; false (and `job` dropped) if too many jobs are already waiting.
+    fn run(&self, job: Box<dyn FnOnce() + Send>) -> bool;
+}
+
 /// The authentication and authorization in force on one listener.
 #[derive(Debug, Default)]
 pub struct ListenerAuth {
@@ -80,6 +119,13 @@ pub struct ListenerAuth {
     pub authenticators: Vec<Arc<dyn Authenticator>>,
     /// Asked in order; the first Allow or Deny decides; with none, everything is allowed.
     pub authorizers: Vec<Arc<dyn Authorizer>>,
+    /// Enhanced authentication methods (MQTT 5 AUTH), asked in order for the method.
+    pub enhanced: Vec<Arc<dyn EnhancedAuthenticator>>,
+    /// Where password checks run; `None` checks them on the connection's own thread
+    /// (embedding and tests).
+    pub runner: Option<Arc<dyn BlockingRunner>>,
+    /// A refused login is answered only after this long, to slow down password guessing.
+    pub failed_login_delay: Duration,
 }
 
 impl ListenerAuth {
@@ -102,6 +148,17 @@ impl ListenerAuth {
             }
         }
         self.allow_anonymous
+    }
+
+    /// Whether checking a client means asking the authenticators (which may be slow),
+    /// rather than only the anonymous setting.
+    pub fn has_authenticators(&self) -> bool {
+        !self.authenticators.is_empty()
+    }
+
+    /// Begins an enhanced authentication exchange, or `None` if no backend knows `method`.
+    pub fn start_exchange(&self, method: &str) -> Option<Box<dyn AuthExchange>> {
+        self.enhanced.iter().find_map(|e| e.start(method))
     }
 
     /// Whether any authorizer is configured (if not, every check is skipped).

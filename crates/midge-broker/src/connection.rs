@@ -8,25 +8,26 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::num::{NonZeroU16, NonZeroU32};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use midge_codec::{
-    encoded_len, ClientId, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect,
+    encoded_len, ClientId, ConnAck, ConnAckProperties, DecodeError, Disconnect,
     DisconnectProperties, FilterEntry, MqttString, Packet, PacketId, ProtocolVersion, PubAck,
     Publish, PublishProperties, QoS, QosPid, ReasonCode, ReasonProperties, RetainHandling, SubAck,
     Subscribe, TopicName, UnsubAck, Unsubscribe,
 };
 
-use crate::auth::{Action, AuthRequest, ClientIdentity, ListenerAuth};
-use crate::broker::{Attached, Broker, ConnectRequest};
+use crate::auth::{Action, AuthExchange, ClientIdentity, ListenerAuth};
+use crate::broker::{Attached, Broker};
 use crate::message::{Delivery, Message};
 use crate::out::OutBuffer;
-use crate::session::{Notify, OutItem, QueueLimits, WillMessage};
+use crate::session::{Notify, OutItem};
 use crate::small::U16Map;
 use crate::time::Timestamp;
+
+mod connect;
 
 /// Why a connection ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,11 +83,22 @@ struct Active {
     aliases: U16Map<TopicName>,
     connect_expiry: u32,
     resend: Vec<OutItem>,
+    /// The enhanced authentication method of CONNECT; re-authentication must use it.
+    auth_method: Option<MqttString>,
+    /// A re-authentication exchange in progress.
+    reauth: Option<Box<dyn AuthExchange>>,
 }
 
 #[derive(Debug)]
 enum State {
     AwaitingConnect,
+    /// CONNECT received, its authentication not finished.
+    Authenticating(Box<connect::PendingConnect>),
+    /// A failed login, answered with CONNACK `code` at `at`.
+    Refusing {
+        at: Timestamp,
+        code: ReasonCode,
+    },
     Active(Box<Active>),
     Finished,
 }
@@ -196,7 +208,7 @@ impl Connection {
     /// True while the server should stop reading from this client: too many of its
     /// publishes wait for full subscriber queues.
     pub fn read_paused(&self) -> bool {
-        self.stash_bytes >= STASH_MAX_BYTES
+        self.stash_bytes >= STASH_MAX_BYTES || self.awaiting_verdict()
     }
 
     /// Drops the subscribers that have drained; true if some are still full.
@@ -251,7 +263,8 @@ impl Connection {
     /// The earliest time at which `handle_timeout` must be called.
     pub fn next_deadline(&self) -> Option<Timestamp> {
         match &self.state {
-            State::AwaitingConnect => Some(self.connect_deadline),
+            State::AwaitingConnect | State::Authenticating(_) => Some(self.connect_deadline),
+            State::Refusing { at, .. } => Some(*at),
             State::Active(a) if a.keep_alive > 0 => {
                 Some(self.last_received + Duration::from_millis(u64::from(a.keep_alive) * 1500))
             }
@@ -262,14 +275,16 @@ impl Connection {
     /// Checks the connect timeout and keep-alive ([MQTT-3.1.2-22]).
     pub fn handle_timeout(&mut self, now: Timestamp) -> Result<(), CloseReason> {
         match self.next_deadline() {
-            Some(d) if now >= d => {
-                if matches!(self.state, State::AwaitingConnect) {
+            Some(d) if now >= d => match self.state {
+                State::AwaitingConnect | State::Authenticating(_) => {
                     Err(CloseReason::ConnectTimeout)
-                } else {
+                }
+                State::Refusing { code, .. } => Err(self.refuse(code, "authentication failed")),
+                _ => {
                     self.send_disconnect(ReasonCode::KeepAliveTimeout, None);
                     Err(CloseReason::KeepAliveTimeout)
                 }
-            }
+            },
             _ => Ok(()),
         }
     }
@@ -312,18 +327,26 @@ impl Connection {
         now: Timestamp,
     ) -> Result<Option<ConnectInfo>, CloseReason> {
         self.last_received = now;
-        if matches!(self.state, State::AwaitingConnect) {
-            return match packet {
-                Packet::Connect(c) => self.on_connect(*c, now).map(Some),
-                other => Err(CloseReason::ProtocolViolation(
-                    ReasonCode::ProtocolError,
-                    format!(
-                        "[MQTT-3.1.0-1] first packet was {} instead of CONNECT",
-                        other.packet_type()
-                    ),
-                )),
-            };
+        match self.state {
+            State::AwaitingConnect => {}
+            State::Authenticating(_) => return self.on_packet_while_authenticating(packet, now),
+            // Nothing is read while a refusal waits (see `read_paused`); ignore it if it was.
+            State::Refusing { .. } | State::Finished => return Ok(None),
+            State::Active(_) => return self.on_active_packet(packet, now).map(|()| None),
         }
+        match packet {
+            Packet::Connect(c) => self.on_connect(*c, now),
+            other => Err(CloseReason::ProtocolViolation(
+                ReasonCode::ProtocolError,
+                format!(
+                    "[MQTT-3.1.0-1] first packet was {} instead of CONNECT",
+                    other.packet_type()
+                ),
+            )),
+        }
+    }
+
+    fn on_active_packet(&mut self, packet: Packet, now: Timestamp) -> Result<(), CloseReason> {
         match packet {
             Packet::Publish(p) => self.on_publish(p, now),
             Packet::PubAck(a) => {
@@ -355,16 +378,12 @@ impl Connection {
                 ReasonCode::ProtocolError,
                 "[MQTT-3.1.0-2] second CONNECT on a connection",
             )),
-            Packet::Auth(_) => Err(self.violation(
-                ReasonCode::ProtocolError,
-                "[MQTT-4.12.0-1] AUTH without an authentication method in CONNECT",
-            )),
+            Packet::Auth(a) => self.on_auth(a),
             other => Err(self.violation(
                 ReasonCode::ProtocolError,
                 &format!("a client must not send {}", other.packet_type()),
             )),
         }
-        .map(|()| None)
     }
 
     /// Queues DISCONNECT 0x8B (5.0) before the broker closes the connection.
@@ -539,206 +558,6 @@ impl Connection {
     fn refuse(&mut self, code: ReasonCode, why: &str) -> CloseReason {
         self.push_connack_refusal(code, Some(why.to_owned()));
         CloseReason::ConnectRefused(code)
-    }
-
-    fn on_connect(&mut self, c: Connect, now: Timestamp) -> Result<ConnectInfo, CloseReason> {
-        self.version = c.protocol;
-        self.client_max_packet = c
-            .properties
-            .maximum_packet_size
-            .map_or(u32::MAX, NonZeroU32::get);
-        let v5 = c.protocol.is_v5();
-        let config = self.broker.config().clone();
-        if v5 && c.properties.authentication_method.is_some() {
-            return Err(self.refuse(
-                ReasonCode::BadAuthenticationMethod,
-                "enhanced authentication is not supported",
-            ));
-        }
-        let mut assigned = None;
-        let client_id = if c.client_id.is_empty() {
-            match c.protocol {
-                ProtocolVersion::V5 => {
-                    let id = self.assign_client_id(now);
-                    assigned = Some(id.clone());
-                    id
-                }
-                ProtocolVersion::V311 if c.clean_start => self.assign_client_id(now),
-                _ => {
-                    return Err(self.refuse(
-                        ReasonCode::ClientIdentifierNotValid,
-                        "[MQTT-3.1.3-8] a zero-length client id needs clean session",
-                    ))
-                }
-            }
-        } else {
-            c.client_id.clone()
-        };
-        if client_id.as_str().len() > config.max_client_id_len {
-            return Err(self.refuse(
-                ReasonCode::ClientIdentifierNotValid,
-                "client identifier too long",
-            ));
-        }
-        let identity_user = self
-            .cert_identity
-            .as_deref()
-            .filter(|_| self.auth.use_identity_as_username);
-        let username: Option<Box<str>> = match identity_user {
-            Some(id) => Some(id.into()),
-            None => c.username.as_ref().map(|u| u.as_str().into()),
-        };
-        // A verified certificate whose identity is the username authenticates by itself.
-        let authenticated = identity_user.is_some()
-            || self.auth.authenticate(&AuthRequest {
-                client_id: client_id.as_str(),
-                username: username.as_deref(),
-                password: c.password.as_deref(),
-                peer: None,
-                cert_identity: self.cert_identity.as_deref(),
-            });
-        if !authenticated {
-            self.broker
-                .metrics
-                .auth_failures
-                .fetch_add(1, Ordering::Relaxed);
-            return Err(self.refuse(
-                ReasonCode::BadUserNameOrPassword,
-                "bad user name or password",
-            ));
-        }
-        if let Some(w) = &c.will {
-            let who = ClientIdentity {
-                client_id: client_id.as_str(),
-                username: username.as_deref(),
-            };
-            if !self.auth.authorize(&who, Action::Publish, w.topic.as_str()) {
-                return Err(self.refuse(ReasonCode::NotAuthorized, "will topic not authorized"));
-            }
-        }
-        let mut keep_alive = c.keep_alive;
-        let mut server_keep_alive = None;
-        let max_ka = config.max_keep_alive_secs;
-        if v5 && max_ka > 0 && (keep_alive == 0 || keep_alive > max_ka) {
-            keep_alive = max_ka;
-            server_keep_alive = Some(max_ka);
-        }
-        let requested_expiry = c.properties.session_expiry_interval.unwrap_or(0);
-        let expiry = if v5 {
-            requested_expiry.min(config.max_session_expiry_secs)
-        } else if c.clean_start {
-            0
-        } else {
-            config.max_session_expiry_secs
-        };
-        let will = match c.will {
-            Some(w) => {
-                if w.qos > config.max_qos {
-                    return Err(self.refuse(ReasonCode::QoSNotSupported, "will QoS not supported"));
-                }
-                if w.retain && !config.retain_available {
-                    return Err(self.refuse(ReasonCode::RetainNotSupported, "retain not supported"));
-                }
-                let props = w.properties;
-                Some(WillMessage {
-                    delay_secs: props.will_delay_interval.unwrap_or(0),
-                    message: Message {
-                        topic: w.topic,
-                        payload: w.payload,
-                        qos: w.qos,
-                        retain: w.retain,
-                        properties: PublishProperties {
-                            payload_format_indicator: props.payload_format_indicator,
-                            message_expiry_interval: props.message_expiry_interval,
-                            content_type: props.content_type,
-                            response_topic: props.response_topic,
-                            correlation_data: props.correlation_data,
-                            user_properties: props.user_properties,
-                            ..Default::default()
-                        },
-                        expires_at: None,
-                    },
-                })
-            }
-            None => None,
-        };
-        let client_receive_max = c
-            .properties
-            .receive_maximum
-            .map_or(u16::MAX, NonZeroU16::get);
-        let limits = QueueLimits {
-            max_inflight: config.max_inflight.min(client_receive_max).max(1),
-            max_messages: config.max_queued_messages,
-            max_bytes: config.max_queued_bytes,
-            policy: config.queue_full_policy,
-            queue_qos0_offline: config.queue_qos0_offline,
-        };
-        let attached = self.broker.connect(
-            ConnectRequest {
-                client_id: client_id.clone(),
-                protocol: c.protocol,
-                clean_start: c.clean_start,
-                expiry_secs: expiry,
-                will,
-                limits,
-                notify: self.notify.clone(),
-            },
-            now,
-        );
-        let session_present = attached.session_present;
-        let resend = if session_present {
-            attached.session.lock().resend_inflight()
-        } else {
-            Vec::new()
-        };
-        let mut properties = ConnAckProperties::default();
-        if v5 {
-            properties.receive_maximum = NonZeroU16::new(config.receive_maximum);
-            properties.maximum_packet_size = NonZeroU32::new(config.max_packet_size);
-            properties.topic_alias_maximum =
-                (config.topic_alias_maximum > 0).then_some(config.topic_alias_maximum);
-            properties.maximum_qos = (config.max_qos < QoS::ExactlyOnce).then_some(config.max_qos);
-            properties.retain_available = Some(config.retain_available);
-            properties.wildcard_subscription_available = Some(true);
-            properties.subscription_identifiers_available = Some(true);
-            properties.shared_subscription_available = Some(true);
-            properties.assigned_client_identifier = assigned.map(|id| id.as_mqtt_str().clone());
-            properties.server_keep_alive = server_keep_alive;
-            if expiry != requested_expiry {
-                properties.session_expiry_interval = Some(expiry);
-            }
-            if c.properties.request_response_information == Some(true) {
-                properties.response_information = MqttString::try_from(format!(
-                    "{}{}",
-                    config.response_information_prefix,
-                    client_id.as_str()
-                ))
-                .ok();
-            }
-        }
-        self.pending.push(Packet::ConnAck(ConnAck {
-            session_present,
-            code: ReasonCode::Success,
-            properties,
-        }));
-        // The session's copy of the id, not the decoded one that shares the read buffer.
-        let client_id = attached.session.client_id.clone();
-        self.state = State::Active(Box::new(Active {
-            attached,
-            client_id: client_id.clone(),
-            username,
-            keep_alive,
-            aliases: U16Map::default(),
-            connect_expiry: expiry,
-            resend,
-        }));
-        Ok(ConnectInfo {
-            client_id,
-            protocol: c.protocol,
-            keep_alive,
-            session_present,
-            clean_start: c.clean_start,
-        })
     }
 
     fn assign_client_id(&self, now: Timestamp) -> ClientId {

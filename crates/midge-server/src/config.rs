@@ -9,6 +9,7 @@ use std::time::Duration;
 use midge_broker::{BrokerConfig, QueueFullPolicy};
 use midge_codec::{DecodeLimits, QoS};
 
+use crate::auth::AuthSettings;
 use crate::transport::tls::TlsSettings;
 use serde::Deserialize;
 
@@ -260,12 +261,37 @@ pub struct ServerFile {
     pub worker_threads: usize,
 }
 
+/// The `[auth]` table: how logins are checked (the files themselves are per listener).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthFile {
+    /// A refused login is answered after this many milliseconds (default 1000).
+    pub failed_login_delay_ms: u64,
+    /// Threads that check passwords; 0 (default) = one per CPU core.
+    pub password_check_threads: usize,
+    /// Logins that may wait for a password check; more are refused as busy (default 1024).
+    pub max_pending_password_checks: usize,
+}
+
+impl Default for AuthFile {
+    fn default() -> Self {
+        let d = AuthSettings::default();
+        AuthFile {
+            failed_login_delay_ms: d.failed_login_delay.as_millis() as u64,
+            password_check_threads: d.check_threads,
+            max_pending_password_checks: d.max_pending_checks,
+        }
+    }
+}
+
 /// The whole config file.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileConfig {
     /// Runtime settings.
     pub server: ServerFile,
+    /// Login checking.
+    pub auth: AuthFile,
     /// Listeners; none means the default `127.0.0.1:1883`.
     pub listener: Vec<ListenerFile>,
     /// Limits.
@@ -306,6 +332,8 @@ pub struct ServerConfig {
     pub worker_threads: usize,
     /// The broker core's settings.
     pub broker: BrokerConfig,
+    /// How logins are checked.
+    pub auth: AuthSettings,
 }
 
 impl ServerConfig {
@@ -408,7 +436,34 @@ impl ServerConfig {
                 "use 0 (one per core, default) or a number up to 1024",
             ));
         }
+        let a = &file.auth;
+        if a.failed_login_delay_ms > 60_000 {
+            return Err(invalid(
+                "auth.failed_login_delay_ms",
+                format!("{} ms is longer than a minute", a.failed_login_delay_ms),
+                "use 0 (answer at once) to 60000 (default 1000)",
+            ));
+        }
+        if a.password_check_threads > 256 {
+            return Err(invalid(
+                "auth.password_check_threads",
+                format!("{} threads is too many", a.password_check_threads),
+                "use 0 (one per core, default) or a number up to 256",
+            ));
+        }
+        if a.max_pending_password_checks == 0 {
+            return Err(invalid(
+                "auth.max_pending_password_checks",
+                "must be at least 1".into(),
+                "set a positive number (default 1024)",
+            ));
+        }
         Ok(ServerConfig {
+            auth: AuthSettings {
+                failed_login_delay: Duration::from_millis(a.failed_login_delay_ms),
+                check_threads: a.password_check_threads,
+                max_pending_checks: a.max_pending_password_checks,
+            },
             listeners,
             worker_threads: file.server.worker_threads,
             max_connections: l.max_connections,

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::BytesMut;
 use futures_util::task::AtomicWaker;
 use midge_broker::auth::ListenerAuth;
-use midge_broker::{Broker, CloseReason, Connection, Notify, OutBuffer, Timestamp};
+use midge_broker::{Broker, CloseReason, ConnectInfo, Connection, Notify, OutBuffer, Timestamp};
 use midge_codec::{decode, DecodeLimits};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, Instrument};
@@ -186,6 +186,13 @@ fn run<'a, T: Transport>(
         loop {
             // Always drain the connection's output, also when closing: that is where the final
             // CONNACK or DISCONNECT waits.
+            match conn.poll_auth(now()) {
+                Ok(Some(info)) => log_connected(peer, &info),
+                Ok(None) => {}
+                Err(r) => {
+                    closing.get_or_insert(r);
+                }
+            }
             if let Err(r) = conn.poll_output(now(), &mut out) {
                 closing.get_or_insert(r);
             }
@@ -292,22 +299,26 @@ fn handle_input(
         match decode(inbuf, conn.version(), &cfg.limits) {
             Ok(Some(packet)) => {
                 if let Some(info) = conn.handle_packet(packet, now())? {
-                    tracing::Span::current().record("client_id", info.client_id.as_str());
-                    info!(
-                        %peer,
-                        client_id = %info.client_id,
-                        protocol = %info.protocol,
-                        keep_alive = info.keep_alive,
-                        clean_start = info.clean_start,
-                        session_present = info.session_present,
-                        "connected"
-                    );
+                    log_connected(peer, &info);
                 }
             }
             Ok(None) => return Ok(()),
             Err(e) => return Err(conn.handle_decode_error(&e)),
         }
     }
+}
+
+fn log_connected(peer: SocketAddr, info: &ConnectInfo) {
+    tracing::Span::current().record("client_id", info.client_id.as_str());
+    info!(
+        %peer,
+        client_id = %info.client_id,
+        protocol = %info.protocol,
+        keep_alive = info.keep_alive,
+        clean_start = info.clean_start,
+        session_present = info.session_present,
+        "connected"
+    );
 }
 
 /// Writes until `out` is empty and flushed (`Ready(Ok)`), or the transport is full

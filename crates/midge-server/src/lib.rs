@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
+use auth::{AuthFiles, AuthPool};
 pub use config::{
     ConfigError, FileConfig, ListenerConfig, ListenerFile, ListenerKind, ServerConfig,
 };
@@ -47,14 +48,24 @@ pub struct RunningServer {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     tls: Vec<Arc<TlsAcceptorHandle>>,
+    auth_files: Vec<AuthFiles>,
 }
 
 impl Server {
     /// Binds every listener and loads its certificates.
     pub async fn bind(config: ServerConfig) -> std::io::Result<Self> {
+        let settings = &config.auth;
+        let pool = if config.listeners.iter().any(|l| l.password_file.is_some()) {
+            Some(AuthPool::start(
+                settings.check_threads,
+                settings.max_pending_checks,
+            )?)
+        } else {
+            None
+        };
         let mut listeners = Vec::new();
         for l in &config.listeners {
-            listeners.push(BoundListener::bind(l.clone()).await?);
+            listeners.push(BoundListener::bind(l.clone(), settings, pool.as_ref()).await?);
         }
         Ok(Server {
             broker: Arc::new(Broker::new(config.broker.clone())),
@@ -91,7 +102,9 @@ impl Server {
             .iter()
             .filter_map(|l| l.tls.clone())
             .collect();
-        for listener in self.listeners {
+        let mut auth_files = Vec::new();
+        for mut listener in self.listeners {
+            auth_files.push(std::mem::take(&mut listener.auth_files));
             tasks.spawn(listener::accept_loop(listener, shared.clone()));
         }
         if !tls.is_empty() {
@@ -108,6 +121,7 @@ impl Server {
             shutdown,
             tasks,
             tls,
+            auth_files,
         }
     }
 }
@@ -129,6 +143,22 @@ impl RunningServer {
     /// Reloads every TLS listener's certificates (SIGHUP); connected clients stay.
     pub fn reload_certificates(&self) {
         listener::reload_certificates(&self.tls, true);
+    }
+
+    /// Reloads every listener's password and ACL files (SIGHUP); connected clients stay,
+    /// and their next checks use the new files. A file that does not load keeps its
+    /// previous version in force; the errors are returned.
+    pub fn reload_auth_files(&self) -> Result<(), String> {
+        let errors: Vec<String> = self
+            .auth_files
+            .iter()
+            .filter_map(|f| f.reload().err())
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
     }
 
     /// A token that stops the server when cancelled.

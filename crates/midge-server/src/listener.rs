@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::auth::{listener_auth, AuthFiles, AuthPool, AuthSettings};
 use crate::config::{ListenerConfig, ListenerKind};
 use crate::driver::{self, ConnSetup, DriverConfig};
 use crate::transport::tls::{self, TlsAcceptorHandle};
@@ -30,11 +31,18 @@ pub struct BoundListener {
     pub tls: Option<Arc<TlsAcceptorHandle>>,
     /// Who may connect and what they may do.
     pub auth: Arc<ListenerAuth>,
+    /// The password and ACL files behind `auth`, to reload them.
+    pub auth_files: AuthFiles,
 }
 
 impl BoundListener {
-    /// Binds the socket and loads the certificates.
-    pub async fn bind(config: ListenerConfig) -> std::io::Result<Self> {
+    /// Binds the socket and loads the certificates, password and ACL files; password checks
+    /// run on `pool`.
+    pub async fn bind(
+        config: ListenerConfig,
+        settings: &AuthSettings,
+        pool: Option<&Arc<AuthPool>>,
+    ) -> std::io::Result<Self> {
         let url = format!("{}://{}", config.kind.scheme(), config.addr);
         let tls = match &config.tls {
             Some(t) => Some(Arc::new(TlsAcceptorHandle::new(t.clone()).map_err(
@@ -47,12 +55,13 @@ impl BoundListener {
             )?)),
             None => None,
         };
-        let auth = Arc::new(crate::auth::listener_auth(&config).map_err(|e| {
+        let (auth, auth_files) = listener_auth(&config, settings, pool).map_err(|e| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!("listener {url}: {e}"),
             )
-        })?);
+        })?;
+        let auth = Arc::new(auth);
         let tcp = TcpListener::bind(config.addr)
             .await
             .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {url}: {e}")))?;
@@ -61,6 +70,7 @@ impl BoundListener {
             tcp,
             tls,
             auth,
+            auth_files,
         })
     }
 

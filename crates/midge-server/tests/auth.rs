@@ -2,75 +2,19 @@
 //! mosquitto_passwd `$7$` hash), anonymous access per listener, an ACL file applied to
 //! PUBLISH, SUBSCRIBE, deliveries, retained messages and wills.
 
+mod auth_support;
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
+use auth_support::*;
 use common::*;
-use midge_auth::password::{HashParams, PasswordFile};
 use midge_codec::{Packet, ProtocolVersion, ReasonCode};
-use midge_server::{ListenerConfig, ServerConfig};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 const V311: ProtocolVersion = ProtocolVersion::V311;
 
-fn temp_file(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(unique_id("midge-auth"));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("write");
-    path
-}
-
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../midge-auth/tests/fixtures");
-
-/// alice/wonderland, hashed by midge (argon2id, cheap parameters for tests).
-fn password_file() -> PathBuf {
-    let mut f = PasswordFile::new().with_params(HashParams {
-        argon2_memory_kib: 64,
-        argon2_iterations: 1,
-        argon2_parallelism: 1,
-        scram_iterations: 64,
-    });
-    f.set("alice", b"wonderland").expect("hash");
-    temp_file("passwd", &f.to_text())
-}
-
-async fn server_with(
-    password: Option<PathBuf>,
-    acl: Option<PathBuf>,
-    anonymous: bool,
-) -> TestServer {
-    let mut listener = ListenerConfig::tcp("127.0.0.1:0".parse().expect("addr"));
-    listener.password_file = password;
-    listener.acl_file = acl;
-    listener.allow_anonymous = anonymous;
-    let config = ServerConfig {
-        listeners: vec![listener.clone()],
-        ..config()
-    };
-    let server = midge_server::Server::bind(config)
-        .await
-        .expect("bind")
-        .start();
-    TestServer {
-        addr: server.local_addrs[0],
-        server,
-    }
-}
-
-fn login(
-    version: ProtocolVersion,
-    id: &str,
-    user: Option<&str>,
-    pass: Option<&[u8]>,
-) -> midge_codec::Connect {
-    let mut c = connect_packet(version, id);
-    c.username = user.map(mstr);
-    c.password = pass.map(bytes::Bytes::copy_from_slice);
-    c
-}
 
 #[tokio::test]
 async fn the_password_file_decides_who_connects() {

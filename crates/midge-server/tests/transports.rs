@@ -320,6 +320,71 @@ async fn required_client_certificates_are_verified() {
 }
 
 #[tokio::test]
+async fn the_certificate_identity_is_the_username_for_the_acl() {
+    let pki = Pki::new("identity");
+    let (cert, key) = pki.issue("server", "localhost", -1, 30);
+    let (dev1, dev1_key) = pki.issue("device-1", "device-1", -1, 30);
+    let dir = std::env::temp_dir().join(unique_id("midge-identity"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let acl = dir.join("acl");
+    std::fs::write(
+        &acl,
+        "pattern readwrite devices/%u/#\nuser device-1\ntopic read fleet/#\n",
+    )
+    .expect("acl");
+    // An empty password file: nobody logs in with a password, the certificate is the login.
+    let passwd = dir.join("passwd");
+    std::fs::write(&passwd, "").expect("passwd");
+    let mut listener = tls_listener(ListenerKind::Mqtts, &cert, &key, Some(&pki.ca_file()), true);
+    if let Some(t) = listener.tls.as_mut() {
+        t.use_identity_as_username = true;
+    }
+    listener.acl_file = Some(acl);
+    listener.password_file = Some(passwd);
+    listener.allow_anonymous = false;
+    let server = serve(vec![listener]).await;
+    let addr = server.local_addrs[0];
+
+    let s = tls_connect(addr, &connector(&pki.ca_file(), Some((&dev1, &dev1_key))))
+        .await
+        .expect("TLS");
+    // The user name in CONNECT is ignored: the certificate says who this is.
+    let mut m = Mqtt {
+        s,
+        buf: BytesMut::new(),
+    };
+    let mut c = connect_packet(V, "dev-1");
+    c.username = Some(mstr("device-2"));
+    m.send(&Packet::Connect(Box::new(c))).await;
+    match m.recv().await {
+        Some(Packet::ConnAck(a)) => assert_eq!(a.code, ReasonCode::Success),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+    m.send(&subscribe_packet(
+        1,
+        vec![
+            subscription("devices/device-1/#", opts(Q0)),
+            subscription("devices/device-2/#", opts(Q0)),
+            subscription("fleet/+/status", opts(Q0)),
+        ],
+    ))
+    .await;
+    match m.recv().await {
+        Some(Packet::SubAck(a)) => assert_eq!(
+            a.codes,
+            vec![
+                ReasonCode::Success,
+                ReasonCode::UnspecifiedError,
+                ReasonCode::Success
+            ]
+        ),
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+    m.publish("devices/device-1/state", b"on").await;
+    m.expect_publish(b"on").await;
+}
+
+#[tokio::test]
 async fn certificates_rotate_on_disk_without_dropping_clients() {
     let pki = Pki::new("rotate");
     let (cert, key) = pki.issue("server", "first", -1, 30);

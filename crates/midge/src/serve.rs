@@ -151,7 +151,8 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
-/// Waits for SIGINT or SIGTERM; SIGHUP reloads certificates meanwhile.
+/// Waits for SIGINT or SIGTERM; SIGHUP reloads certificates, password and ACL files
+/// meanwhile.
 async fn wait_for_signal(running: &midge_server::RunningServer) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
@@ -169,8 +170,11 @@ async fn wait_for_signal(running: &midge_server::RunningServer) -> anyhow::Resul
                 _ = term.recv() => break,
                 // Cancel-safe: as above.
                 _ = hup.recv() => {
-                    tracing::info!("SIGHUP: reloading certificates");
+                    tracing::info!("SIGHUP: reloading certificates, password and ACL files");
                     running.reload_certificates();
+                    if let Err(e) = running.reload_auth_files() {
+                        tracing::warn!(error = %e, "not every file reloaded; the previous versions stay in force");
+                    }
                 }
             }
         }
