@@ -21,9 +21,10 @@ use crate::message::{Delivery, Message};
 use crate::metrics::Metrics;
 use crate::retained::{RetainOutcome, RetainedStore};
 use crate::session::{
-    Attachment, EnqueueOutcome, Notify, QueueLimits, SessionHandle, SessionState,
+    Attachment, EnqueueOutcome, Notify, Persist, QueueLimits, SessionHandle, SessionState,
     StoredSubscription, WillMessage,
 };
+use crate::store::{Store, StoreError, StoreOp};
 use crate::time::{secs, Timestamp};
 
 /// Payloads up to this size are copied out of the connection's read buffer when published,
@@ -104,7 +105,8 @@ impl<V> Deadlines<V> {
 
 #[derive(Debug, Default)]
 struct Timers {
-    wills: Deadlines<Message>,
+    /// Delayed wills with their client id.
+    wills: Deadlines<(ClientId, Message)>,
     expiries: Deadlines<ClientId>,
 }
 
@@ -115,6 +117,8 @@ pub struct PublishOutcome {
     pub matched: usize,
     /// Connected sessions whose queue is full: the publisher waits for them.
     pub congested: Vec<Arc<SessionHandle>>,
+    /// The store ticket that must be durable before the publisher is acknowledged (0: none).
+    pub ticket: u64,
 }
 
 /// What a connection asks for when its CONNECT is accepted.
@@ -157,9 +161,13 @@ pub struct Broker {
     timers: Mutex<Timers>,
     next_uid: AtomicU64,
     next_generation: AtomicU64,
+    store: Option<Arc<dyn Store>>,
     /// Counters and gauges.
     pub metrics: Metrics,
 }
+
+/// Queued messages per session read into memory at start; the rest stays on disk.
+pub const RECOVERED_HEAD: usize = 64;
 
 impl Broker {
     /// A broker with no sessions.
@@ -172,7 +180,116 @@ impl Broker {
             timers: Mutex::new(Timers::default()),
             next_uid: AtomicU64::new(1),
             next_generation: AtomicU64::new(1),
+            store: None,
             metrics: Metrics::default(),
+        }
+    }
+
+    /// A broker whose persistent sessions, retained messages and delayed wills are kept in
+    /// `store`, starting from what the store holds: sessions come back offline with their
+    /// subscriptions, queues and inflight messages; a session whose expiry passed while the
+    /// broker was down expires at the first `tick`.
+    pub fn with_store(
+        config: BrokerConfig,
+        store: Arc<dyn Store>,
+        now: Timestamp,
+    ) -> Result<Self, StoreError> {
+        let recovered = store.recover(RECOVERED_HEAD)?;
+        let mut broker = Broker::new(config);
+        broker.store = Some(store.clone());
+        let limits = broker.default_limits();
+        let mut uids: HashMap<Arc<str>, u64> = HashMap::new();
+        {
+            let mut sessions = broker.sessions.lock();
+            let mut index = broker.index.write();
+            let mut timers = broker.timers.lock();
+            for rs in recovered.sessions {
+                let Ok(client_id) = ClientId::try_from(&*rs.client_id) else {
+                    tracing::error!(client_id = %rs.client_id, "stored session with an invalid client id skipped");
+                    continue;
+                };
+                let offline_since = rs.record.offline_since.unwrap_or(now);
+                let expiry = rs.record.expiry_secs;
+                let key = rs.client_id.clone();
+                let mut st = SessionState::recovered(rs, limits, store.clone());
+                if expiry != NEVER_EXPIRE {
+                    st.expires_at = Some(offline_since + secs(expiry));
+                }
+                // A session that was online when the broker stopped went offline now.
+                st.save(Some(offline_since));
+                let subs: Vec<StoredSubscription> = st.subscriptions.values().cloned().collect();
+                let uid = broker.next_uid.fetch_add(1, Ordering::Relaxed);
+                let expires_at = st.expires_at;
+                let handle = Arc::new(SessionHandle::new(uid, client_id.clone(), st));
+                for sub in subs {
+                    index.insert(
+                        &sub.filter,
+                        Sub {
+                            session: handle.clone(),
+                            options: sub.options,
+                            sub_id: sub.sub_id,
+                        },
+                    );
+                }
+                if let Some(at) = expires_at {
+                    timers.expiries.insert(uid, at, client_id.clone());
+                }
+                uids.insert(key, uid);
+                sessions.insert(Box::from(client_id.as_str()), handle);
+            }
+            for (client_id, msg, at) in recovered.wills {
+                let Ok(id) = ClientId::try_from(&*client_id) else {
+                    continue;
+                };
+                let uid = uids
+                    .get(&client_id)
+                    .copied()
+                    .unwrap_or_else(|| broker.next_uid.fetch_add(1, Ordering::Relaxed));
+                timers.wills.insert(uid, at, (id, (*msg).clone()));
+            }
+        }
+        {
+            let mut retained = broker.retained.write();
+            for msg in recovered.retained {
+                retained.put(msg, now);
+            }
+        }
+        Ok(broker)
+    }
+
+    /// The store, if the broker has one.
+    pub fn store(&self) -> Option<&Arc<dyn Store>> {
+        self.store.as_ref()
+    }
+
+    /// Queue limits of a session before its client says more (recovered sessions).
+    fn default_limits(&self) -> QueueLimits {
+        let c = &self.config;
+        QueueLimits {
+            max_inflight: c.max_inflight.max(1),
+            max_messages: c.max_queued_messages,
+            max_bytes: c.max_queued_bytes,
+            policy: c.queue_full_policy,
+            queue_qos0_offline: c.queue_qos0_offline,
+        }
+    }
+
+    /// Where a session with this expiry is stored (`None`: not at all).
+    fn persist_for(&self, client_id: &ClientId, expiry_secs: u32) -> Option<Persist> {
+        let store = self.store.as_ref().filter(|_| expiry_secs != 0)?;
+        Some(Persist {
+            store: store.clone(),
+            client_id: Arc::from(client_id.as_str()),
+        })
+    }
+
+    /// Stores (or clears) a session's delayed will.
+    fn store_will(&self, client_id: &ClientId, will: Option<(Arc<Message>, Timestamp)>) {
+        if let Some(store) = &self.store {
+            store.submit(StoreOp::Will {
+                client_id: Arc::from(client_id.as_str()),
+                will,
+            });
         }
     }
 
@@ -211,10 +328,13 @@ impl Broker {
                         }
                     }
                 }
-                {
+                let cancelled_will = {
                     let mut timers = self.timers.lock();
-                    timers.wills.remove(s.uid);
                     timers.expiries.remove(s.uid);
+                    timers.wills.remove(s.uid)
+                };
+                if cancelled_will.is_some() {
+                    self.store_will(&req.client_id, None);
                 }
                 // A session with expiry 0 ends with its connection ([MQTT-3.1.2-6] for a
                 // 3.1.1 clean session): a takeover cannot resume it.
@@ -229,6 +349,7 @@ impl Broker {
                     st.attachment = Some(attachment.clone());
                     st.expires_at = None;
                     st.limits = req.limits;
+                    st.set_persist(self.persist_for(&req.client_id, req.expiry_secs), None);
                     drop(st);
                     s.set_online(true);
                     Some(s)
@@ -242,6 +363,7 @@ impl Broker {
                 let mut st = SessionState::new(req.protocol, req.expiry_secs, req.limits);
                 st.will = req.will.map(Box::new);
                 st.attachment = Some(attachment);
+                st.set_persist(self.persist_for(&req.client_id, req.expiry_secs), None);
                 let uid = self.next_uid.fetch_add(1, Ordering::Relaxed);
                 let s = Arc::new(SessionHandle::new(uid, req.client_id.clone(), st));
                 sessions.insert(Box::from(req.client_id.as_str()), s.clone());
@@ -296,6 +418,9 @@ impl Broker {
             if expiry != 0 && expiry != NEVER_EXPIRE {
                 st.expires_at = Some(now + secs(expiry));
             }
+            if expiry != 0 {
+                st.save(Some(now));
+            }
             (st.will.take(), expiry)
         };
         if let Some(w) = will.filter(|_| publish_will) {
@@ -304,7 +429,12 @@ impl Broker {
             } else {
                 // Published when the delay passes or the session ends, whichever is first.
                 let at = now + secs(w.delay_secs.min(expiry));
-                self.timers.lock().wills.insert(session.uid, at, w.message);
+                self.store_will(&session.client_id, Some((Arc::new(w.message.clone()), at)));
+                self.timers.lock().wills.insert(
+                    session.uid,
+                    at,
+                    (session.client_id.clone(), w.message),
+                );
             }
         }
         if expiry == 0 {
@@ -340,7 +470,9 @@ impl Broker {
             let mut st = session.lock();
             st.wake_waiters();
             let subs: Vec<StoredSubscription> = st.subscriptions.drain().map(|(_, s)| s).collect();
-            (subs, st.drain_all())
+            let pending = st.drain_all();
+            st.delete_stored();
+            (subs, pending)
         };
         {
             let mut idx = self.index.write();
@@ -362,7 +494,7 @@ impl Broker {
             }
         }
         for (s, d) in moved {
-            self.count_enqueue(s.deliver(d, now, None));
+            self.count_enqueue(s.deliver(d, now, None).0);
         }
     }
 
@@ -398,12 +530,18 @@ impl Broker {
             msg.expires_at = Some(now + secs(interval));
         }
         let msg = Arc::new(msg);
+        let mut ticket = 0;
         if msg.retain && self.config.retain_available {
             let outcome = self.retained.write().put(msg.clone(), now);
             if outcome == RetainOutcome::Full {
                 self.metrics
                     .retained_dropped_full
                     .fetch_add(1, Ordering::Relaxed);
+            } else if let Some(store) = &self.store {
+                ticket = store.submit(StoreOp::Retain {
+                    topic: Arc::from(msg.topic.as_str()),
+                    msg: (outcome == RetainOutcome::Stored).then(|| msg.clone()),
+                });
             }
         }
         let publisher_uid = publisher.map(|p| p.uid);
@@ -458,7 +596,8 @@ impl Broker {
         let matched = targets.len();
         let mut congested = Vec::new();
         for (s, d) in targets {
-            let outcome = s.deliver(d, now, waiter);
+            let (outcome, t) = s.deliver(d, now, waiter);
+            ticket = ticket.max(t);
             if outcome == EnqueueOutcome::Congested {
                 congested.push(s);
             }
@@ -469,7 +608,11 @@ impl Broker {
                 .messages_unrouted
                 .fetch_add(1, Ordering::Relaxed);
         }
-        PublishOutcome { matched, congested }
+        PublishOutcome {
+            matched,
+            congested,
+            ticket,
+        }
     }
 
     fn count_enqueue(&self, outcome: EnqueueOutcome) {
@@ -504,11 +647,16 @@ impl Broker {
         // Kept for the session's lifetime: not in the shared read buffer.
         let owned = TopicFilter::try_from(filter.as_str());
         let filter = owned.as_ref().unwrap_or(filter);
-        let is_new = session.lock().add_subscription(StoredSubscription {
-            filter: filter.clone(),
-            options,
-            sub_id,
-        });
+        let is_new = {
+            let mut st = session.lock();
+            let is_new = st.add_subscription(StoredSubscription {
+                filter: filter.clone(),
+                options,
+                sub_id,
+            });
+            st.save(None);
+            is_new
+        };
         self.index.write().insert(
             filter,
             Sub {
@@ -522,11 +670,14 @@ impl Broker {
 
     /// Removes a subscription. Returns true if it existed.
     pub fn unsubscribe(&self, session: &Arc<SessionHandle>, filter: &TopicFilter) -> bool {
-        let existed = session
-            .lock()
-            .subscriptions
-            .remove(filter.as_str())
-            .is_some();
+        let existed = {
+            let mut st = session.lock();
+            let existed = st.subscriptions.remove(filter.as_str()).is_some();
+            if existed {
+                st.save(None);
+            }
+            existed
+        };
         self.index.write().remove(filter, session.uid);
         existed
     }
@@ -546,7 +697,8 @@ impl Broker {
             let mut t = self.timers.lock();
             (t.wills.pop_due(now), t.expiries.pop_due(now))
         };
-        for (_, w) in wills {
+        for (_, (client_id, w)) in wills {
+            self.store_will(&client_id, None);
             self.publish(w, None, now);
         }
         for (uid, client_id) in expiries {

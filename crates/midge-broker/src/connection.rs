@@ -87,6 +87,9 @@ struct Active {
     auth_method: Option<MqttString>,
     /// A re-authentication exchange in progress.
     reauth: Option<Box<dyn AuthExchange>>,
+    /// Acknowledgements that promise durability, held until their store ticket is on
+    /// disk, in order.
+    held_acks: VecDeque<(u64, Packet)>,
 }
 
 #[derive(Debug)]
@@ -398,6 +401,7 @@ impl Connection {
         if !self.stash.is_empty() && matches!(self.state, State::Active(_)) {
             self.process_stash(now, false)?;
         }
+        self.release_held();
         let version = self.version;
         let max_packet = self.client_max_packet;
         for p in self.pending.drain(..) {
@@ -669,6 +673,7 @@ impl Connection {
             }
             return Ok(());
         }
+        let mut qos2_ticket = 0;
         if let QosPid::ExactlyOnce(pid) = p.qos {
             let mut st = session.lock();
             if st.incoming_qos2.contains(&pid.get()) {
@@ -684,7 +689,8 @@ impl Connection {
                     "[MQTT-3.3.4-9] receive maximum exceeded",
                 ));
             }
-            st.incoming_qos2.insert(pid.get());
+            st.receive_qos2(pid);
+            qos2_ticket = st.last_ticket();
         }
         let mut properties = p.properties;
         properties.topic_alias = None;
@@ -709,21 +715,71 @@ impl Connection {
             } else {
                 ReasonCode::Success
             };
-            self.push_ack(p.qos, pid, code);
+            self.push_ack_after(outcome.ticket.max(qos2_ticket), p.qos, pid, code);
         }
         Ok(())
     }
 
     fn push_ack(&mut self, qos: QosPid, pid: PacketId, code: ReasonCode) {
+        self.push_ack_after(0, qos, pid, code);
+    }
+
+    /// Acknowledges a PUBLISH once store ticket `ticket` is durable (0: nothing to wait
+    /// for), after every acknowledgement held before it.
+    fn push_ack_after(&mut self, ticket: u64, qos: QosPid, pid: PacketId, code: ReasonCode) {
         let ack = PubAck {
             packet_id: pid,
             code,
             properties: ReasonProperties::default(),
         };
-        match qos {
-            QosPid::AtLeastOnce(_) => self.pending.push(Packet::PubAck(ack)),
-            QosPid::ExactlyOnce(_) => self.pending.push(Packet::PubRec(ack)),
-            QosPid::AtMostOnce => {}
+        let packet = match qos {
+            QosPid::AtLeastOnce(_) => Packet::PubAck(ack),
+            QosPid::ExactlyOnce(_) => Packet::PubRec(ack),
+            QosPid::AtMostOnce => return,
+        };
+        self.send_when_durable(ticket, packet);
+    }
+
+    /// Sends `packet` once `ticket` is durable, keeping the order of held packets.
+    fn send_when_durable(&mut self, ticket: u64, packet: Packet) {
+        let store = self.broker.store();
+        let State::Active(active) = &mut self.state else {
+            self.pending.push(packet);
+            return;
+        };
+        let durable = match store {
+            Some(s) if ticket != 0 => s.durable() >= ticket,
+            _ => true,
+        };
+        if durable && active.held_acks.is_empty() {
+            self.pending.push(packet);
+            return;
+        }
+        if let (false, Some(s)) = (durable, store) {
+            if active.held_acks.is_empty() {
+                s.notify_durable(ticket, self.notify.clone());
+            }
+        }
+        active.held_acks.push_back((ticket, packet));
+    }
+
+    /// Releases the held acknowledgements whose tickets are durable.
+    fn release_held(&mut self) {
+        let (Some(store), State::Active(active)) = (self.broker.store(), &mut self.state) else {
+            return;
+        };
+        if active.held_acks.is_empty() {
+            return;
+        }
+        let durable = store.durable();
+        while let Some((ticket, _)) = active.held_acks.front() {
+            if *ticket > durable {
+                store.notify_durable(*ticket, self.notify.clone());
+                break;
+            }
+            if let Some((_, p)) = active.held_acks.pop_front() {
+                self.pending.push(p);
+            }
         }
     }
 
@@ -745,14 +801,21 @@ impl Connection {
 
     fn on_pubrel(&mut self, a: PubAck) -> Result<(), CloseReason> {
         let mut known = false;
+        let mut ticket = 0;
         self.with_session(|s| {
-            known = s.incoming_qos2.remove(&a.packet_id.get());
+            let before = s.last_ticket();
+            known = s.release_qos2(a.packet_id);
+            if s.last_ticket() != before {
+                ticket = s.last_ticket();
+            }
         });
         let mut comp = PubAck::new(a.packet_id);
         if !known {
             comp.code = ReasonCode::PacketIdentifierNotFound;
         }
-        self.pending.push(Packet::PubComp(comp));
+        // Once PUBCOMP is sent the client may reuse the id: its release must be on disk
+        // first, or a restart would take the next message with that id for a duplicate.
+        self.send_when_durable(ticket, Packet::PubComp(comp));
         Ok(())
     }
 

@@ -16,6 +16,7 @@ pub mod out;
 pub mod retained;
 pub mod session;
 pub mod small;
+pub mod store;
 pub mod time;
 
 pub use broker::{Attached, Broker, ConnectRequest, PublishOutcome, NEVER_EXPIRE};

@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use crate::config::QueueFullPolicy;
 use crate::message::{Delivery, Message};
 use crate::small::U16Set;
+use crate::store::{InflightRecord, QueuedRecord, RecoveredSession, SessionRecord, Store, StoreOp};
 use crate::time::Timestamp;
 
 /// Deliveries taken from a session queue per poll.
@@ -99,6 +100,8 @@ pub enum OutState {
 pub struct Inflight {
     /// Its packet id.
     pub pid: PacketId,
+    /// Its sequence number in the store (0: not stored).
+    pub seq: u64,
     /// The delivery (kept until acknowledged for redelivery; for `Released` only the id
     /// matters).
     pub delivery: Delivery,
@@ -132,6 +135,33 @@ pub struct Attachment {
     pub notify: Arc<dyn Notify>,
 }
 
+/// Where a persistent session is stored.
+#[derive(Debug, Clone)]
+pub struct Persist {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The session's key in it.
+    pub client_id: Arc<str>,
+}
+
+/// A queued message with its sequence number in the store (0: not stored).
+#[derive(Debug, Clone)]
+struct Queued {
+    seq: u64,
+    d: Delivery,
+}
+
+/// Queued messages kept only on disk, after those in memory: a persistent session that is
+/// offline (or has not yet caught up) holds its backlog there, so memory stays flat however
+/// many messages wait.
+#[derive(Debug, Default, Clone, Copy)]
+struct Spill {
+    /// No spilled message has a smaller sequence number.
+    from: u64,
+    count: usize,
+    bytes: usize,
+}
+
 /// The mutable state of a session, behind its mutex.
 #[derive(Debug)]
 pub struct SessionState {
@@ -139,8 +169,11 @@ pub struct SessionState {
     pub protocol: ProtocolVersion,
     /// Subscriptions by full filter string.
     pub subscriptions: HashMap<String, StoredSubscription>,
-    queue: VecDeque<Delivery>,
+    queue: VecDeque<Queued>,
     queued_bytes: usize,
+    spill: Spill,
+    persist: Option<Persist>,
+    next_seq: u64,
     inflight: VecDeque<Inflight>,
     in_use: U16Set,
     /// Entries of `inflight` in state `ToResend`.
@@ -164,6 +197,7 @@ pub struct SessionState {
     pub dropped_expired: u64,
     /// Publishers paused because this queue is full, woken when it drains to half.
     waiters: Vec<Arc<dyn Notify>>,
+    last_ticket: u64,
 }
 
 /// A session shared between the registry, the subscription index and its connection.
@@ -203,7 +237,8 @@ impl SessionHandle {
         self.online.store(online, Ordering::Relaxed);
     }
 
-    /// Queues a delivery and wakes the connection if one is attached.
+    /// Queues a delivery and wakes the connection if one is attached. Returns the outcome
+    /// and the store ticket the delivery waits for (0 if none).
     ///
     /// `waiter` is the publisher's wake-up: registered when the outcome is `Congested`.
     pub fn deliver(
@@ -211,10 +246,16 @@ impl SessionHandle {
         d: Delivery,
         now: Timestamp,
         waiter: Option<&Arc<dyn Notify>>,
-    ) -> EnqueueOutcome {
-        let (outcome, notify) = {
+    ) -> (EnqueueOutcome, u64) {
+        let (outcome, notify, ticket) = {
             let mut st = self.lock();
+            let before = st.last_ticket;
             let outcome = st.enqueue(d, now);
+            let ticket = if st.last_ticket != before {
+                st.last_ticket
+            } else {
+                0
+            };
             if outcome == EnqueueOutcome::Congested {
                 if let Some(w) = waiter {
                     st.add_waiter(w);
@@ -226,12 +267,12 @@ impl SessionHandle {
                 | EnqueueOutcome::Congested => st.attachment.as_ref().map(|a| a.notify.clone()),
                 _ => None,
             };
-            (outcome, notify)
+            (outcome, notify, ticket)
         };
         if let Some(n) = notify {
             n.notify();
         }
-        outcome
+        (outcome, ticket)
     }
 }
 
@@ -240,7 +281,7 @@ impl SessionHandle {
     /// it must wait; registers `waiter` to be woken when it drains.
     pub fn congested(&self, waiter: &Arc<dyn Notify>) -> bool {
         let mut st = self.lock();
-        let congested = st.attachment.is_some() && st.queue.len() >= st.limits.max_messages;
+        let congested = st.attachment.is_some() && st.queued_len() >= st.limits.max_messages;
         if congested {
             st.add_waiter(waiter);
         }
@@ -256,6 +297,9 @@ impl SessionState {
             subscriptions: HashMap::new(),
             queue: VecDeque::new(),
             queued_bytes: 0,
+            spill: Spill::default(),
+            persist: None,
+            next_seq: 1,
             inflight: VecDeque::new(),
             in_use: U16Set::default(),
             to_resend: 0,
@@ -269,10 +313,12 @@ impl SessionState {
             dropped_queue_full: 0,
             dropped_expired: 0,
             waiters: Vec::new(),
+            last_ticket: 0,
         }
     }
 
-    /// Queues a delivery, applying the queue limits.
+    /// Queues a delivery, applying the queue limits. A persistent session also stores it;
+    /// the ticket of that (0 if nothing was stored) is in `last_ticket`.
     pub fn enqueue(&mut self, d: Delivery, now: Timestamp) -> EnqueueOutcome {
         if self.attachment.is_none() && d.qos == QoS::AtMostOnce && !self.limits.queue_qos0_offline
         {
@@ -283,28 +329,25 @@ impl SessionState {
         // the limit and make the publisher wait (for QoS 0 too, so that a flood of QoS 0 does
         // not starve the subscriber it floods). Paused publishers add at most one message
         // each, so twice the limit is a hard cap that is not reached in practice.
+        let (len, bytes) = (self.queued_len(), self.queued_bytes());
         if self.attachment.is_some()
-            && (self.queue.len() >= self.limits.max_messages
-                || self.queued_bytes + weight > self.limits.max_bytes)
-            && self.queue.len() < self.limits.max_messages.saturating_mul(2)
-            && self.queued_bytes + weight <= self.limits.max_bytes.saturating_mul(2)
+            && (len >= self.limits.max_messages || bytes + weight > self.limits.max_bytes)
+            && len < self.limits.max_messages.saturating_mul(2)
+            && bytes + weight <= self.limits.max_bytes.saturating_mul(2)
         {
-            self.queued_bytes += weight;
-            self.queue.push_back(d);
+            self.push(d, weight);
             return EnqueueOutcome::Congested;
         }
         let mut outcome = EnqueueOutcome::Queued;
-        while self.queue.len() >= self.limits.max_messages
-            || (self.queued_bytes + weight > self.limits.max_bytes && !self.queue.is_empty())
+        while self.queued_len() >= self.limits.max_messages
+            || (self.queued_bytes() + weight > self.limits.max_bytes && self.queued_len() > 0)
         {
             // An expired message at the front goes first, whatever the policy. Only the front
             // is looked at: a full scan here would cost O(queue) per message under overload;
             // expired messages further back are dropped when they reach the front.
-            if self.queue.front().is_some_and(|d| d.msg.is_expired(now)) {
-                if let Some(d) = self.queue.pop_front() {
-                    self.queued_bytes -= d.msg.weight();
-                    self.dropped_expired += 1;
-                }
+            if self.queue.front().is_some_and(|q| q.d.msg.is_expired(now)) {
+                self.pop_front_dropped();
+                self.dropped_expired += 1;
                 continue;
             }
             match self.limits.policy {
@@ -313,13 +356,11 @@ impl SessionState {
                     return EnqueueOutcome::DroppedNew;
                 }
                 QueueFullPolicy::DropOldest => {
-                    if let Some(old) = self.queue.pop_front() {
-                        self.queued_bytes -= old.msg.weight();
-                        self.dropped_queue_full += 1;
-                        outcome = EnqueueOutcome::DroppedOldest;
-                    } else {
+                    if !self.drop_oldest() {
                         break;
                     }
+                    self.dropped_queue_full += 1;
+                    outcome = EnqueueOutcome::DroppedOldest;
                 }
             }
         }
@@ -327,19 +368,290 @@ impl SessionState {
             self.dropped_queue_full += 1;
             return EnqueueOutcome::DroppedNew;
         }
-        self.queued_bytes += weight;
-        self.queue.push_back(d);
+        self.push(d, weight);
         outcome
     }
 
-    /// Number of queued (not yet sent) messages.
-    pub fn queued_len(&self) -> usize {
-        self.queue.len()
+    /// Makes the session persistent in `persist` (storing its record), or not (`None`:
+    /// its stored state is deleted, after its backlog is read back into memory).
+    pub fn set_persist(&mut self, persist: Option<Persist>, offline_since: Option<Timestamp>) {
+        match persist {
+            Some(p) => {
+                self.persist = Some(p);
+                self.save(offline_since);
+            }
+            None => {
+                if self.persist.is_none() {
+                    return;
+                }
+                while self.spill.count > 0 {
+                    let before = self.spill.count;
+                    self.unspill(MAX_POLL_BATCH);
+                    if self.spill.count == before {
+                        break;
+                    }
+                }
+                self.submit(|client_id| StoreOp::DeleteSession { client_id });
+                self.persist = None;
+                for q in &mut self.queue {
+                    q.seq = 0;
+                }
+                for i in &mut self.inflight {
+                    i.seq = 0;
+                }
+            }
+        }
     }
 
-    /// Payload bytes queued.
+    /// True if the session is stored.
+    pub fn is_persistent(&self) -> bool {
+        self.persist.is_some()
+    }
+
+    /// Stores the session's record (expiry, subscriptions, when it went offline).
+    pub fn save(&mut self, offline_since: Option<Timestamp>) {
+        if self.persist.is_none() {
+            return;
+        }
+        let mut subscriptions: Vec<StoredSubscription> =
+            self.subscriptions.values().cloned().collect();
+        subscriptions.sort_by(|a, b| a.filter.as_str().cmp(b.filter.as_str()));
+        let record = SessionRecord {
+            protocol: self.protocol,
+            expiry_secs: self.expiry_secs,
+            offline_since,
+            subscriptions,
+        };
+        self.submit(|client_id| StoreOp::PutSession { client_id, record });
+    }
+
+    /// Deletes the session from the store (it ends).
+    pub fn delete_stored(&mut self) {
+        self.submit(|client_id| StoreOp::DeleteSession { client_id });
+        self.persist = None;
+    }
+
+    /// An inbound QoS 2 PUBLISH was received (PUBREC follows).
+    pub fn receive_qos2(&mut self, pid: PacketId) {
+        self.incoming_qos2.insert(pid.get());
+        self.submit(|client_id| StoreOp::IncomingQos2 {
+            client_id,
+            pid,
+            present: true,
+        });
+    }
+
+    /// PUBREL received: forgets the inbound id. False if it was not known.
+    pub fn release_qos2(&mut self, pid: PacketId) -> bool {
+        let known = self.incoming_qos2.remove(&pid.get());
+        if known {
+            self.submit(|client_id| StoreOp::IncomingQos2 {
+                client_id,
+                pid,
+                present: false,
+            });
+        }
+        known
+    }
+
+    /// A session as recovered from the store, offline, with its queue head in memory and
+    /// the rest of its backlog left on disk.
+    pub fn recovered(rec: RecoveredSession, limits: QueueLimits, store: Arc<dyn Store>) -> Self {
+        let mut st = SessionState::new(rec.record.protocol, rec.record.expiry_secs, limits);
+        for sub in rec.record.subscriptions {
+            st.add_subscription(sub);
+        }
+        let mut head_bytes = 0usize;
+        let mut last_seq = 0;
+        let mut max_pid = 0u16;
+        for (seq, r, inflight) in rec.head {
+            last_seq = seq;
+            let d = r.into_delivery();
+            match inflight.filter(|_| d.qos != QoS::AtMostOnce) {
+                Some(InflightRecord::Published(pid)) | Some(InflightRecord::Released(pid))
+                    if !st.in_use.contains(&pid.get()) =>
+                {
+                    st.in_use.insert(pid.get());
+                    max_pid = max_pid.max(pid.get());
+                    let state = match inflight {
+                        Some(InflightRecord::Released(_)) => OutState::Released,
+                        _ => {
+                            st.to_resend += 1;
+                            OutState::ToResend
+                        }
+                    };
+                    st.inflight.push_back(Inflight {
+                        pid,
+                        seq,
+                        delivery: d,
+                        state,
+                    });
+                }
+                _ => {
+                    head_bytes += d.msg.weight();
+                    st.queue.push_back(Queued { seq, d });
+                }
+            }
+        }
+        st.queued_bytes = head_bytes;
+        let in_memory = st.queue.len() + st.inflight.len();
+        let spilled = (rec.queued as usize).saturating_sub(in_memory);
+        if spilled > 0 {
+            let inflight_bytes: usize = st.inflight.iter().map(|i| i.delivery.msg.weight()).sum();
+            st.spill = Spill {
+                from: last_seq + 1,
+                count: spilled,
+                bytes: (rec.queued_bytes as usize).saturating_sub(head_bytes + inflight_bytes),
+            };
+        }
+        st.next_seq = rec.next_seq.max(last_seq + 1);
+        st.next_pid = max_pid.checked_add(1).unwrap_or(1);
+        for pid in rec.incoming_qos2 {
+            st.incoming_qos2.insert(pid.get());
+        }
+        st.persist = Some(Persist {
+            store,
+            client_id: rec.client_id,
+        });
+        st
+    }
+
+    /// The ticket of the last op this session stored.
+    pub fn last_ticket(&self) -> u64 {
+        self.last_ticket
+    }
+
+    /// Submits an op for a persistent session; returns its ticket (0 if not persistent).
+    fn submit(&mut self, op: impl FnOnce(Arc<str>) -> StoreOp) -> u64 {
+        let Some(p) = &self.persist else {
+            return 0;
+        };
+        let t = p.store.submit(op(p.client_id.clone()));
+        self.last_ticket = t;
+        t
+    }
+
+    /// True while new messages go to disk only: the session is persistent and offline, or
+    /// has messages on disk that must be sent first.
+    fn spilling(&self) -> bool {
+        self.persist.is_some() && (self.spill.count > 0 || self.attachment.is_none())
+    }
+
+    fn push(&mut self, d: Delivery, weight: usize) {
+        let spilling = self.spilling();
+        let seq = if self.persist.is_some() && (d.qos != QoS::AtMostOnce || spilling) {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            let record = QueuedRecord::of(&d);
+            self.submit(|client_id| StoreOp::Enqueue {
+                client_id,
+                seq,
+                record,
+            });
+            seq
+        } else {
+            0
+        };
+        if spilling {
+            if self.spill.count == 0 {
+                self.spill.from = seq;
+            }
+            self.spill.count += 1;
+            self.spill.bytes += weight;
+        } else {
+            self.queued_bytes += weight;
+            self.queue.push_back(Queued { seq, d });
+        }
+    }
+
+    /// Removes the front of the in-memory queue, which is dropped (expired or overflow).
+    fn pop_front_dropped(&mut self) {
+        if let Some(q) = self.queue.pop_front() {
+            self.queued_bytes -= q.d.msg.weight();
+            self.forget(q.seq);
+        }
+    }
+
+    /// Removes a stored message for good.
+    fn forget(&mut self, seq: u64) {
+        if seq != 0 {
+            self.submit(|client_id| StoreOp::Dequeue { client_id, seq });
+        }
+    }
+
+    /// Drops the oldest queued message, in memory or on disk. False if there is none.
+    fn drop_oldest(&mut self) -> bool {
+        if !self.queue.is_empty() {
+            self.pop_front_dropped();
+            return true;
+        }
+        if self.spill.count == 0 {
+            return false;
+        }
+        match self.read_spill(1).pop() {
+            Some((seq, r)) => {
+                self.spill.from = seq + 1;
+                self.spill.count -= 1;
+                self.spill.bytes = self.spill.bytes.saturating_sub(r.msg.weight());
+                self.forget(seq);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Reads up to `max` spilled messages (without taking them). A store that cannot be
+    /// read leaves the backlog where it is: it is logged and counted as empty here.
+    fn read_spill(&mut self, max: usize) -> Vec<(u64, QueuedRecord)> {
+        let Some(p) = &self.persist else {
+            return Vec::new();
+        };
+        match p.store.read_queue(&p.client_id, self.spill.from, max) {
+            Ok(v) if !v.is_empty() => v,
+            Ok(_) => {
+                tracing::error!(client_id = %p.client_id, missing = self.spill.count, "queued messages missing from the store");
+                self.spill = Spill::default();
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::error!(client_id = %p.client_id, error = %e, "cannot read queued messages from the store");
+                self.spill = Spill::default();
+                Vec::new()
+            }
+        }
+    }
+
+    /// Moves up to `max` spilled messages into memory, in order.
+    fn unspill(&mut self, max: usize) {
+        for (seq, r) in self.read_spill(max) {
+            let weight = r.msg.weight();
+            self.spill.from = seq + 1;
+            self.spill.count = self.spill.count.saturating_sub(1);
+            self.spill.bytes = self.spill.bytes.saturating_sub(weight);
+            self.queued_bytes += weight;
+            self.queue.push_back(Queued {
+                seq,
+                d: r.into_delivery(),
+            });
+        }
+        if self.spill.count == 0 {
+            self.spill.bytes = 0;
+        }
+    }
+
+    /// Number of queued (not yet sent) messages, in memory and on disk.
+    pub fn queued_len(&self) -> usize {
+        self.queue.len() + self.spill.count
+    }
+
+    /// Payload bytes queued, in memory and on disk.
     pub fn queued_bytes(&self) -> usize {
-        self.queued_bytes
+        self.queued_bytes + self.spill.bytes
+    }
+
+    /// Number of queued messages held in memory.
+    pub fn queued_in_memory(&self) -> usize {
+        self.queue.len()
     }
 
     /// Number of outbound messages in flight.
@@ -354,6 +666,13 @@ impl SessionState {
 
     /// Takes every queued delivery (the session is ending).
     pub fn drain_all(&mut self) -> Vec<Delivery> {
+        while self.spill.count > 0 {
+            let before = self.spill.count;
+            self.unspill(MAX_POLL_BATCH);
+            if self.spill.count == before {
+                break;
+            }
+        }
         self.queued_bytes = 0;
         self.in_use.clear();
         self.to_resend = 0;
@@ -363,7 +682,7 @@ impl SessionState {
             .filter(|i| i.state != OutState::Released)
             .map(|i| i.delivery)
             .collect();
-        out.extend(self.queue.drain(..));
+        out.extend(self.queue.drain(..).map(|q| q.d));
         out
     }
 
@@ -393,8 +712,11 @@ impl SessionState {
         if self.to_resend > 0 {
             self.poll_resends(out);
         }
+        if self.queue.is_empty() && self.spill.count > 0 && self.attachment.is_some() {
+            self.unspill(MAX_POLL_BATCH);
+        }
         self.move_into_flight(now, out);
-        if !self.waiters.is_empty() && self.queue.len() <= self.limits.max_messages / 2 {
+        if !self.waiters.is_empty() && self.queued_len() <= self.limits.max_messages / 2 {
             self.wake_waiters();
         }
     }
@@ -420,23 +742,22 @@ impl SessionState {
             if out.len() >= MAX_POLL_BATCH {
                 break;
             }
-            if front.msg.is_expired(now) {
-                if let Some(d) = self.queue.pop_front() {
-                    self.queued_bytes -= d.msg.weight();
-                    self.dropped_expired += 1;
-                }
+            if front.d.msg.is_expired(now) {
+                self.pop_front_dropped();
+                self.dropped_expired += 1;
                 continue;
             }
-            if front.qos != QoS::AtMostOnce
+            if front.d.qos != QoS::AtMostOnce
                 && self.inflight.len() >= usize::from(self.limits.max_inflight)
             {
                 break;
             }
-            let Some(d) = self.queue.pop_front() else {
+            let Some(Queued { seq, d }) = self.queue.pop_front() else {
                 break;
             };
             self.queued_bytes -= d.msg.weight();
             if d.qos == QoS::AtMostOnce {
+                self.forget(seq);
                 out.push(OutItem::Publish {
                     delivery: d,
                     pid: None,
@@ -445,8 +766,18 @@ impl SessionState {
                 continue;
             }
             let pid = self.alloc_pid();
+            // QoS 2 keeps its packet id across a restart, so that the receiver recognises a
+            // re-sent message; QoS 1 may get a new one.
+            if seq != 0 && d.qos == QoS::ExactlyOnce {
+                self.submit(|client_id| StoreOp::SetInflight {
+                    client_id,
+                    seq,
+                    state: InflightRecord::Published(pid),
+                });
+            }
             self.inflight.push_back(Inflight {
                 pid,
+                seq,
                 delivery: d.clone(),
                 state: OutState::Published,
             });
@@ -504,6 +835,7 @@ impl SessionState {
             if i.state == OutState::ToResend {
                 self.to_resend -= 1;
             }
+            self.forget(i.seq);
         }
     }
 
@@ -538,6 +870,14 @@ impl SessionState {
             self.to_resend -= 1;
         }
         self.inflight[pos].state = OutState::Released;
+        let seq = self.inflight[pos].seq;
+        if seq != 0 {
+            self.submit(|client_id| StoreOp::SetInflight {
+                client_id,
+                seq,
+                state: InflightRecord::Released(pid),
+            });
+        }
         true
     }
 

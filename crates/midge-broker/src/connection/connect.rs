@@ -12,6 +12,7 @@
 //! A refused login is answered after the listener's `failed_login_delay` (state `Refusing`),
 //! so guessing passwords is slow; it is counted in `auth_failures`.
 
+use std::collections::VecDeque;
 use std::num::{NonZeroU16, NonZeroU32};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -570,6 +571,7 @@ impl Connection {
             resend,
             auth_method,
             reauth: None,
+            held_acks: VecDeque::new(),
         }));
         Ok(ConnectInfo {
             client_id,
