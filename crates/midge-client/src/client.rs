@@ -14,13 +14,12 @@ use midge_codec::{
     TopicFilter, TopicName, UnsubAck, Unsubscribe, UnsubscribeProperties,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::error::ClientError;
 use crate::options::ClientOptions;
+use crate::transport::{Connector, ReadHalf, Stream, WriteHalf};
 
 /// A message to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,10 +108,12 @@ impl Events {
 }
 
 impl Client {
-    /// Connects and waits for CONNACK. A refusal is `ClientError::Refused` with the broker's
-    /// reason code and reason string.
+    /// Connects over the transport of the options and waits for CONNACK. A refusal is
+    /// `ClientError::Refused` with the broker's reason code and reason string; bad TLS
+    /// settings are `ClientError::TlsSetup`, found before any network I/O.
     pub async fn connect(opts: ClientOptions) -> Result<(Client, Events), ClientError> {
-        let (stream, connack, rest) = establish(&opts, opts.clean_start).await?;
+        let connector = Connector::new(&opts)?;
+        let (stream, connack, rest) = establish(&connector, &opts, opts.clean_start).await?;
         let client_id = connack
             .properties
             .assigned_client_identifier
@@ -121,7 +122,7 @@ impl Client {
             .unwrap_or_else(|| opts.client_id.clone());
         let (cmd_tx, cmd_rx) = mpsc::channel(256);
         let (ev_tx, ev_rx) = mpsc::channel(opts.event_capacity.max(1));
-        let task = Task::new(opts, &connack, ev_tx);
+        let task = Task::new(opts, connector, &connack, ev_tx);
         tokio::spawn(task.run(stream, rest, cmd_rx));
         Ok((
             Client {
@@ -213,14 +214,15 @@ impl Client {
     }
 }
 
-/// Opens TCP, sends CONNECT, waits for CONNACK. Returns bytes read after the CONNACK.
+/// Connects the transport, sends CONNECT, waits for CONNACK. Returns bytes read after the
+/// CONNACK.
 async fn establish(
+    connector: &Connector,
     opts: &ClientOptions,
     clean_start: bool,
-) -> Result<(TcpStream, ConnAck, BytesMut), ClientError> {
+) -> Result<(Stream, ConnAck, BytesMut), ClientError> {
     let fut = async {
-        let mut stream = TcpStream::connect(&opts.addr).await?;
-        stream.set_nodelay(true)?;
+        let mut stream = connector.connect().await?;
         let mut properties = opts.properties.clone();
         properties.session_expiry_interval = opts.session_expiry_secs;
         let connect = Connect {
@@ -240,6 +242,7 @@ async fn establish(
         let mut buf = BytesMut::new();
         encode(&Packet::Connect(Box::new(connect)), opts.protocol, &mut buf)?;
         stream.write_all(&buf).await?;
+        stream.flush().await?;
         let mut inbuf = BytesMut::with_capacity(4096);
         loop {
             if let Some(p) = decode(&mut inbuf, opts.protocol, &DecodeLimits::default())? {
@@ -268,6 +271,7 @@ async fn establish(
     tokio::time::timeout(opts.connect_timeout, fut)
         .await
         .map_err(|_| ClientError::Timeout("CONNACK"))?
+        .map_err(|e| connector.explain(e))
 }
 
 #[derive(Debug)]
@@ -284,6 +288,7 @@ enum Exit {
 
 struct Task {
     opts: ClientOptions,
+    connector: Connector,
     version: ProtocolVersion,
     events: mpsc::Sender<Event>,
     queue: VecDeque<(Message, Option<Reply<ReasonCode>>)>,
@@ -301,8 +306,14 @@ struct Task {
 }
 
 impl Task {
-    fn new(opts: ClientOptions, connack: &ConnAck, events: mpsc::Sender<Event>) -> Self {
+    fn new(
+        opts: ClientOptions,
+        connector: Connector,
+        connack: &ConnAck,
+        events: mpsc::Sender<Event>,
+    ) -> Self {
         let mut t = Task {
+            connector,
             version: opts.protocol,
             events,
             queue: VecDeque::new(),
@@ -335,12 +346,7 @@ impl Task {
             .map_or(usize::MAX, |m| m.get() as usize);
     }
 
-    async fn run(
-        mut self,
-        stream: TcpStream,
-        mut rest: BytesMut,
-        mut cmds: mpsc::Receiver<Command>,
-    ) {
+    async fn run(mut self, stream: Stream, mut rest: BytesMut, mut cmds: mpsc::Receiver<Command>) {
         let mut stream = Some(stream);
         loop {
             let Some(s) = stream.take() else { return };
@@ -363,7 +369,7 @@ impl Task {
                     return;
                 }
                 tokio::time::sleep(backoff).await;
-                match establish(&self.opts, false).await {
+                match establish(&self.connector, &self.opts, false).await {
                     Ok((s, connack, r)) => {
                         self.apply_connack(&connack);
                         self.on_resumed(connack.session_present);
@@ -537,8 +543,8 @@ impl Task {
 
     async fn serve(
         &mut self,
-        reader: &mut OwnedReadHalf,
-        writer: &mut OwnedWriteHalf,
+        reader: &mut ReadHalf,
+        writer: &mut WriteHalf,
         inbuf: &mut BytesMut,
         cmds: &mut mpsc::Receiver<Command>,
     ) -> Exit {
@@ -567,8 +573,9 @@ impl Task {
                         Err(e) => return Exit::Lost(e.into()),
                     }
                 }
-                // Cancel-safe: `write_buf` advances the buffer only by what it wrote.
-                r = writer.write_buf(&mut self.out), if !self.out.is_empty() => {
+                // Cancel-safe: writes advance the buffer only by what was written; a
+                // flush that did not complete stays due.
+                r = writer.write_or_flush(&mut self.out), if !self.out.is_empty() || writer.unflushed() => {
                     if let Err(e) = r {
                         return Exit::Lost(e.into());
                     }
@@ -580,12 +587,14 @@ impl Task {
                         None => {
                             let _ = encode(&Packet::Disconnect(Disconnect::default()), self.version, &mut self.out);
                             let _ = writer.write_all_buf(&mut self.out).await;
+                            let _ = writer.flush().await;
                             let _ = writer.shutdown().await;
                             return Exit::Closed;
                         }
                         Some(Command::Disconnect(d, done)) => {
                             let _ = encode(&Packet::Disconnect(d), self.version, &mut self.out);
                             let _ = writer.write_all_buf(&mut self.out).await;
+                            let _ = writer.flush().await;
                             let _ = writer.shutdown().await;
                             self.fail_all(&ClientError::Closed);
                             let _ = done.send(());

@@ -44,15 +44,20 @@ impl BoundListener {
         pool: Option<&Arc<AuthPool>>,
     ) -> std::io::Result<Self> {
         let url = format!("{}://{}", config.kind.scheme(), config.addr);
+        let alpn = if config.kind.is_ws() {
+            tls::ALPN_HTTP1
+        } else {
+            tls::ALPN_MQTT
+        };
         let tls = match &config.tls {
-            Some(t) => Some(Arc::new(TlsAcceptorHandle::new(t.clone()).map_err(
-                |e| {
+            Some(t) => Some(Arc::new(
+                TlsAcceptorHandle::with_alpn(t.clone(), alpn).map_err(|e| {
                     std::io::Error::new(
                         std::io::ErrorKind::InvalidInput,
                         format!("listener {url}: {e}"),
                     )
-                },
-            )?)),
+                })?,
+            )),
             None => None,
         };
         let (auth, auth_files) = listener_auth(&config, settings, pool).map_err(|e| {

@@ -6,10 +6,12 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{midge, start, Broker};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
 /// Runs a tool to completion with a time limit.
 fn run(args: &[&str]) -> Output {
@@ -36,8 +38,13 @@ fn wait_output(mut child: Child, limit: Duration) -> Output {
 
 /// Starts `midge sub -d` and waits until it reports its SUBACK.
 fn spawn_sub(b: &Broker, args: &[&str]) -> Child {
+    spawn_sub_with(&[&["-p", &b.port], args].concat())
+}
+
+/// Starts `midge sub -d ARGS` and waits until it reports its SUBACK.
+fn spawn_sub_with(args: &[&str]) -> Child {
     let mut child = midge()
-        .args(["sub", "-d", "-p", &b.port])
+        .args(["sub", "-d"])
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -265,4 +272,207 @@ fn url_flag_sets_host_port_and_topic() {
         stdout(&wait_output(sub, Duration::from_secs(10))),
         "hello\n"
     );
+}
+
+/// A test CA and a server certificate for localhost and 127.0.0.1, in a fresh directory:
+/// (directory, CA file, certificate file, key file).
+fn certificates(name: &str) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("midge-tools-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "midge tools test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let files = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
+    std::fs::write(&files.0, ca_cert.pem()).unwrap();
+    std::fs::write(&files.1, cert.pem()).unwrap();
+    std::fs::write(&files.2, key.serialize_pem()).unwrap();
+    (dir, files.0, files.1, files.2)
+}
+
+/// `midge serve` with mqtt, mqtts and ws listeners on free ports; returns the broker (its
+/// mqtt port in `port`) and the mqtts and ws ports.
+fn start_tls_ws(cert: &Path, key: &Path) -> (Broker, String, String) {
+    let mut child = midge()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["--listen-tls", "127.0.0.1:0", "--listen-ws", "127.0.0.1:0"])
+        .arg("--cert")
+        .arg(cert)
+        .arg("--key")
+        .arg(key)
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // `listening for MQTT on SCHEME://ADDR`, one line per listener, in any order.
+    let mut found = std::collections::HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while found.len() < 3 && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            if let Some(rest) = line.split("listening for MQTT on ").nth(1) {
+                let (scheme, addr) = rest.split_once("://").unwrap();
+                let addr: String = addr
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                    .collect();
+                found.insert(scheme.to_owned(), addr);
+            }
+        }
+    }
+    let port = |scheme: &str| -> String {
+        let addr = found
+            .get(scheme)
+            .unwrap_or_else(|| panic!("no {scheme} listener logged: {found:?}"));
+        addr.rsplit(':').next().unwrap().to_owned()
+    };
+    let (tls, ws) = (port("mqtts"), port("ws"));
+    let broker = Broker {
+        addr: found["mqtt"].clone(),
+        port: port("mqtt"),
+        child,
+        logs: rx,
+    };
+    (broker, tls, ws)
+}
+
+#[test]
+fn sub_and_pub_over_tls_with_cafile() {
+    let (dir, ca, cert, key) = certificates("tls");
+    let (_b, tls, _ws) = start_tls_ws(&cert, &key);
+    let ca = ca.to_str().unwrap();
+    // --cafile without a URL scheme turns TLS on (mosquitto's behaviour).
+    let sub = spawn_sub_with(&[
+        "-h",
+        "localhost",
+        "-p",
+        &tls,
+        "--cafile",
+        ca,
+        "-t",
+        "secure/+",
+        "-C",
+        "1",
+        "-v",
+    ]);
+    let url = format!("mqtts://localhost:{tls}/secure/one");
+    let o = run(&["pub", "-L", &url, "--cafile", ca, "-m", "sealed", "-q", "1"]);
+    assert!(o.status.success(), "{o:?}");
+    let out = wait_output(sub, Duration::from_secs(10));
+    assert_eq!(stdout(&out), "secure/one sealed\n");
+
+    // --insecure connects without a CA and says so.
+    let o = run(&["pub", "-L", &url, "--insecure", "-m", "m"]);
+    assert!(o.status.success(), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--insecure"), "{err}");
+
+    // Errors name the flag, the file and the problem.
+    let o = run(&["pub", "-L", &url, "-m", "m"]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("TLS needs --cafile"), "{err}");
+    let missing = dir.join("missing.pem");
+    let missing = missing.to_str().unwrap();
+    let o = run(&["pub", "-L", &url, "--cafile", missing, "-m", "m"]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("cannot read --cafile {missing}: No such file")),
+        "{err}"
+    );
+    let o = run(&[
+        "pub",
+        "-L",
+        &url,
+        "--cafile",
+        cert.to_str().unwrap(),
+        "-m",
+        "m",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a CA that did not sign the broker: {o:?}"
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("TLS handshake with localhost failed"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn sub_and_pub_over_websocket() {
+    let (dir, _ca, cert, key) = certificates("ws");
+    let (_b, _tls, ws) = start_tls_ws(&cert, &key);
+    let sub = spawn_sub_with(&["--ws", "-p", &ws, "-t", "web/#", "-C", "1", "-v"]);
+    let url = format!("ws://127.0.0.1:{ws}/web/page");
+    let o = run(&["pub", "-L", &url, "-m", "framed", "-q", "2"]);
+    assert!(o.status.success(), "{o:?}");
+    let out = wait_output(sub, Duration::from_secs(10));
+    assert_eq!(stdout(&out), "web/page framed\n");
+    // A path the broker does not serve fails in the upgrade, with the HTTP status.
+    let o = run(&[
+        "pub",
+        "--ws",
+        "--ws-path",
+        "/nope",
+        "-p",
+        &ws,
+        "-t",
+        "t",
+        "-m",
+        "m",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("WebSocket handshake") && err.contains("404"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn bench_runs_over_tls_and_websocket() {
+    let (dir, ca, cert, key) = certificates("bench");
+    let (_b, tls, ws) = start_tls_ws(&cert, &key);
+    let ca = ca.to_str().unwrap();
+    let wss_url = format!("mqtts://localhost:{tls}");
+    let targets: [&[&str]; 2] = [
+        &["-L", &wss_url, "--cafile", ca],
+        &["-h", "localhost", "-p", &ws, "--ws"],
+    ];
+    for target in targets {
+        let common = [
+            "bench", "p2p", "-n", "2", "-q", "1", "-d", "0.5", "-w", "0", "--quiet", "--json",
+        ];
+        let o = run(&[&common[..], target].concat());
+        assert!(o.status.success(), "{target:?}: {o:?}");
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert!(report["received"].as_u64().unwrap() > 0, "{report}");
+        assert_eq!(report["lost"], 0, "{report}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -78,8 +78,15 @@ fn load_certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'sta
     Ok(certs)
 }
 
-/// Builds a rustls server configuration from the files.
-pub fn server_config(s: &TlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
+/// ALPN protocol of MQTT over TLS (`mqtts`).
+pub const ALPN_MQTT: &[u8] = b"mqtt";
+/// ALPN protocol of a WebSocket handshake (`wss`): browsers offer it and refuse a server
+/// that answers with anything else.
+pub const ALPN_HTTP1: &[u8] = b"http/1.1";
+
+/// Builds a rustls server configuration from the files; `alpn` is the one application
+/// protocol the listener speaks (clients that offer no ALPN are accepted too).
+pub fn server_config(s: &TlsSettings, alpn: &'static [u8]) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs = load_certs(&s.cert_file, "certificate file")?;
     let key = PrivateKeyDer::from_pem_file(&s.key_file)
@@ -109,7 +116,7 @@ pub fn server_config(s: &TlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
             format!("does not fit the certificate: {e}"),
         )
     })?;
-    config.alpn_protocols = vec![b"mqtt".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok(Arc::new(config))
 }
 
@@ -118,16 +125,23 @@ pub fn server_config(s: &TlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
 #[derive(Debug)]
 pub struct TlsAcceptorHandle {
     settings: TlsSettings,
+    alpn: &'static [u8],
     current: RwLock<(Arc<ServerConfig>, Vec<Option<SystemTime>>)>,
 }
 
 impl TlsAcceptorHandle {
-    /// Loads the files.
+    /// Loads the files for an `mqtts` listener.
     pub fn new(settings: TlsSettings) -> Result<Self, TlsError> {
-        let config = server_config(&settings)?;
+        Self::with_alpn(settings, ALPN_MQTT)
+    }
+
+    /// Loads the files for a listener speaking `alpn` ([`ALPN_MQTT`] or [`ALPN_HTTP1`]).
+    pub fn with_alpn(settings: TlsSettings, alpn: &'static [u8]) -> Result<Self, TlsError> {
+        let config = server_config(&settings, alpn)?;
         let stamps = stamps(&settings);
         Ok(TlsAcceptorHandle {
             settings,
+            alpn,
             current: RwLock::new((config, stamps)),
         })
     }
@@ -149,7 +163,7 @@ impl TlsAcceptorHandle {
         if !force && self.current.read().1 == now {
             return Ok(false);
         }
-        let config = server_config(&self.settings)?;
+        let config = server_config(&self.settings, self.alpn)?;
         *self.current.write() = (config, now);
         Ok(true)
     }

@@ -19,16 +19,19 @@ pub mod stats;
 pub mod tasks;
 
 use std::io::Write;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use midge_client::transport::Connector;
+use midge_client::ClientOptions;
 use midge_codec::{ProtocolVersion, QoS, TopicFilter, TopicName};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::tools::{parse_protocol, parse_qos, ToolError};
+use crate::tools::{parse_protocol, parse_qos, parse_url, ToolError, TransportArgs};
+use net::Target;
 use stats::{Report, SubStats};
 use tasks::{Clock, Live, PubSpec};
 
@@ -61,9 +64,15 @@ pub struct BenchArgs {
     /// Broker host.
     #[arg(short = 'h', long = "host", default_value = "127.0.0.1")]
     pub host: String,
-    /// Broker port.
-    #[arg(short = 'p', long = "port", default_value_t = 1883)]
-    pub port: u16,
+    /// Broker port [default: 1883; 8883 with TLS; 8080 for --ws, 8081 with TLS].
+    #[arg(short = 'p', long = "port")]
+    pub port: Option<u16>,
+    /// URL: mqtt|mqtts|ws|wss://[user[:password]@]host[:port] (sets the transport, host,
+    /// port and credentials; bench picks its own topics).
+    #[arg(short = 'L', long = "url")]
+    pub url: Option<String>,
+    #[command(flatten)]
+    pub transport: TransportArgs,
     /// MQTT version: 311 or 5.
     #[arg(short = 'V', long = "protocol-version", default_value = "311")]
     pub protocol: String,
@@ -133,20 +142,56 @@ pub struct BenchArgs {
     pub help: Option<bool>,
 }
 
+/// Where and how the bench connects: the transport, the resolved address (so that every
+/// connection skips DNS and may pick its source address) and the credentials of `-L`.
+async fn target(args: &BenchArgs) -> Result<Target, ToolError> {
+    let (mut host, mut port, mut scheme) = (args.host.clone(), args.port, None);
+    let (mut username, mut password) = (None, None);
+    if let Some(u) = &args.url {
+        let url = parse_url(u)?;
+        if url.topic.is_some() {
+            return Err(ToolError::usage(format!(
+                "-L {u}: bench picks its own topics; leave the path out"
+            )));
+        }
+        (host, port, scheme) = (url.host, url.port.or(port), Some(url.transport));
+        (username, password) = (url.user, url.password.map(Bytes::from));
+    }
+    let (transport, tls, ws_path) = args.transport.choose(scheme)?;
+    let port = port.unwrap_or_else(|| transport.default_port());
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addr = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let opts = ClientOptions::new(addr, "")
+        .transport(transport)
+        .tls(tls)
+        .ws_path(ws_path);
+    let connector = Connector::new(&opts)?;
+    let addr = connector
+        .resolve()
+        .await
+        .map_err(|e| ToolError::usage(format!("--host {host}: {e}")))?;
+    Ok(Target {
+        connector,
+        addr,
+        username,
+        password,
+    })
+}
+
 /// Runs `midge bench`.
 pub async fn run(args: BenchArgs) -> Result<(), ToolError> {
-    let addr = (args.host.as_str(), args.port)
-        .to_socket_addrs()
-        .map_err(|e| ToolError::usage(format!("--host {}: {e}", args.host)))?
-        .next()
-        .ok_or_else(|| ToolError::usage(format!("--host {}: no address", args.host)))?;
+    let target = Arc::new(target(&args).await?);
     let version = parse_protocol(&args.protocol)?;
     let qos = parse_qos("-q", args.qos)?;
     let json = if args.scenario == Scenario::Conn {
-        conn_scenario(&args, addr, version).await?
+        conn_scenario(&args, target, version).await?
     } else {
         let plan = plan(&args, qos)?;
-        let report = run_plan(&args, addr, version, qos, plan).await?;
+        let report = run_plan(&args, target, version, qos, plan).await?;
         if !args.json {
             print!("{}", report.human());
         }
@@ -286,9 +331,16 @@ fn io_err(what: &str) -> impl Fn(std::io::Error) -> ToolError + '_ {
     }
 }
 
+fn client_err(what: &str) -> impl Fn(midge_client::ClientError) -> ToolError + '_ {
+    move |e| ToolError {
+        code: 1,
+        message: format!("{what}: {e}"),
+    }
+}
+
 async fn run_plan(
     args: &BenchArgs,
-    addr: SocketAddr,
+    target: Arc<Target>,
     version: ProtocolVersion,
     qos: QoS,
     plan: Plan,
@@ -301,13 +353,13 @@ async fn run_plan(
     let mut sub_conns = Vec::with_capacity(n_subs);
     for (i, filters) in plan.subscribers.iter().enumerate() {
         let mut c = net::open(
-            addr,
+            target.clone(),
             net::source_ip(i, args.source_ips),
             format!("bench-s-{i}"),
             version,
         )
         .await
-        .map_err(io_err("subscriber connect"))?;
+        .map_err(client_err("subscriber connect"))?;
         tasks::subscribe(&mut c, filters, qos)
             .await
             .map_err(io_err("subscribe"))?;
@@ -316,13 +368,13 @@ async fn run_plan(
     let mut pub_conns = Vec::with_capacity(n_pubs);
     for i in 0..n_pubs {
         let c = net::open(
-            addr,
+            target.clone(),
             net::source_ip(n_subs + i, args.source_ips),
             format!("bench-p-{i}"),
             version,
         )
         .await
-        .map_err(io_err("publisher connect"))?;
+        .map_err(client_err("publisher connect"))?;
         pub_conns.push(c);
     }
     let base = Instant::now();
@@ -461,7 +513,7 @@ async fn progress_line(live: Arc<Live>, clock: Arc<Clock>) {
 
 async fn conn_scenario(
     args: &BenchArgs,
-    addr: SocketAddr,
+    target: Arc<Target>,
     version: ProtocolVersion,
 ) -> Result<serde_json::Value, ToolError> {
     let n = args.clients.unwrap_or(1000);
@@ -477,7 +529,7 @@ async fn conn_scenario(
         let opens: Vec<_> = (i..i + k)
             .map(|j| {
                 tokio::spawn(net::open(
-                    addr,
+                    target.clone(),
                     net::source_ip(j, args.source_ips),
                     format!("bench-c-{j}"),
                     version,

@@ -1,27 +1,44 @@
-//! Bench connections: TCP (optionally from a chosen 127.0.0.x source address), CONNECT and
-//! CONNACK, and the shape of the payload every bench message carries.
+//! Bench connections: TCP (optionally from a chosen 127.0.0.x source address), then TLS
+//! and WebSocket as the target asks (midge-client's transport layer), CONNECT and CONNACK,
+//! and the shape of the payload every bench message carries.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use midge_client::transport::{Connector, ReadHalf, WriteHalf};
+use midge_client::ClientError;
 use midge_codec::{
-    decode, encode, Connect, ConnectProperties, DecodeLimits, Packet, ProtocolVersion, ReasonCode,
+    decode, encode, Connect, ConnectProperties, DecodeLimits, MqttString, Packet, ProtocolVersion,
+    ReasonCode,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpSocket;
 
 /// Bytes at the start of every bench payload: publisher id (u32), sequence (u64) and send
 /// time in microseconds since the run's base instant (u64).
 pub const HEADER_LEN: usize = 20;
 
+/// Where every connection of a run goes.
+#[derive(Debug)]
+pub struct Target {
+    /// Transport, TLS settings and host name.
+    pub connector: Connector,
+    /// The broker's address, resolved once.
+    pub addr: SocketAddr,
+    /// User name from `-L`.
+    pub username: Option<String>,
+    /// Password from `-L`.
+    pub password: Option<Bytes>,
+}
+
 /// An open, connected MQTT connection.
 pub struct Conn {
     /// Read half.
-    pub reader: OwnedReadHalf,
-    /// Write half.
-    pub writer: OwnedWriteHalf,
+    pub reader: ReadHalf,
+    /// Write half; TLS and WebSocket need a flush after writing (`write_or_flush`).
+    pub writer: WriteHalf,
     /// Bytes already read after CONNACK.
     pub rbuf: BytesMut,
     /// Protocol.
@@ -30,12 +47,13 @@ pub struct Conn {
 
 /// Opens a connection and completes CONNECT/CONNACK within 30 s.
 pub async fn open(
-    addr: SocketAddr,
+    target: Arc<Target>,
     source: Option<Ipv4Addr>,
     client_id: String,
     version: ProtocolVersion,
-) -> std::io::Result<Conn> {
+) -> Result<Conn, ClientError> {
     let fut = async {
+        let addr = target.addr;
         let socket = match addr.ip() {
             IpAddr::V4(_) => TcpSocket::new_v4()?,
             IpAddr::V6(_) => TcpSocket::new_v6()?,
@@ -44,30 +62,28 @@ pub async fn open(
             socket.bind(SocketAddr::new(IpAddr::V4(ip), 0))?;
         }
         let stream = socket.connect(addr).await?;
-        stream.set_nodelay(true)?;
-        let (mut reader, mut writer) = stream.into_split();
+        let (mut reader, mut writer) = target.connector.over(stream).await?.into_split();
         let connect = Connect {
             protocol: version,
             clean_start: true,
             keep_alive: 0,
             properties: ConnectProperties::default(),
-            client_id: client_id
-                .as_str()
-                .try_into()
-                .map_err(|e| std::io::Error::other(format!("client id: {e}")))?,
+            client_id: client_id.as_str().try_into()?,
             will: None,
-            username: None,
-            password: None,
+            username: target
+                .username
+                .as_deref()
+                .map(MqttString::try_from)
+                .transpose()?,
+            password: target.password.clone(),
         };
         let mut buf = BytesMut::new();
-        encode(&Packet::Connect(Box::new(connect)), version, &mut buf)
-            .map_err(std::io::Error::other)?;
+        encode(&Packet::Connect(Box::new(connect)), version, &mut buf)?;
         writer.write_all(&buf).await?;
+        writer.flush().await?;
         let mut rbuf = BytesMut::with_capacity(4096);
         loop {
-            match decode(&mut rbuf, version, &DecodeLimits::default())
-                .map_err(std::io::Error::other)?
-            {
+            match decode(&mut rbuf, version, &DecodeLimits::default())? {
                 Some(Packet::ConnAck(a)) if a.code == ReasonCode::Success => {
                     return Ok(Conn {
                         reader,
@@ -76,21 +92,32 @@ pub async fn open(
                         version,
                     })
                 }
+                Some(Packet::ConnAck(a)) => {
+                    return Err(ClientError::Refused {
+                        code: a.code,
+                        reason: a.properties.reason_string.map(|s| s.to_string()),
+                    })
+                }
                 Some(other) => {
-                    return Err(std::io::Error::other(format!(
-                        "connection refused: {other:?}"
+                    return Err(ClientError::Protocol(format!(
+                        "expected CONNACK, got {}",
+                        other.packet_type()
                     )))
                 }
                 None => {}
             }
             if reader.read_buf(&mut rbuf).await? == 0 {
-                return Err(std::io::Error::other("closed before CONNACK"));
+                return Err(ClientError::Disconnected {
+                    code: None,
+                    reason: Some("connection closed before CONNACK".into()),
+                });
             }
         }
     };
     tokio::time::timeout(Duration::from_secs(30), fut)
         .await
-        .map_err(|_| std::io::Error::other("CONNACK timeout"))?
+        .map_err(|_| ClientError::Timeout("CONNACK"))?
+        .map_err(|e| target.connector.explain(e))
 }
 
 /// The source address for connection `i` when spreading over `n` loopback addresses.

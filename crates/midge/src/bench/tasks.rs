@@ -181,7 +181,8 @@ pub async fn publisher(
                     }
                 }
             }
-            r = c.writer.write_buf(&mut wbuf), if !wbuf.is_empty() => { r?; }
+            // Cancel-safe: see `WriteHalf::write_or_flush`.
+            r = c.writer.write_or_flush(&mut wbuf), if !wbuf.is_empty() || c.writer.unflushed() => { r?; }
             _ = tokio::time::sleep_until(next_due), if pace && wbuf.is_empty() => {}
             _ = tokio::time::sleep_until(clock.end), if !draining => {}
             _ = tokio::time::sleep_until(drain_deadline), if draining => {}
@@ -190,6 +191,7 @@ pub async fn publisher(
     res.unacked = inflight as u64;
     let _ = encode(&Packet::Disconnect(Default::default()), v, &mut wbuf);
     let _ = c.writer.write_all_buf(&mut wbuf).await;
+    let _ = c.writer.flush().await;
     Ok(res)
 }
 
@@ -219,10 +221,12 @@ pub async fn subscribe(c: &mut Conn, filters: &[TopicFilter], qos: QoS) -> std::
         // Keep at most 16 SUBSCRIBE in flight.
         while pending.len() >= 16 {
             c.writer.write_all_buf(&mut wbuf).await?;
+            c.writer.flush().await?;
             read_subacks(c, &mut pending).await?;
         }
     }
     c.writer.write_all_buf(&mut wbuf).await?;
+    c.writer.flush().await?;
     while !pending.is_empty() {
         read_subacks(c, &mut pending).await?;
     }
@@ -290,12 +294,14 @@ pub async fn subscriber(
                     }
                 }
             }
-            r = c.writer.write_buf(&mut wbuf), if !wbuf.is_empty() => { r?; }
+            // Cancel-safe: see `WriteHalf::write_or_flush`.
+            r = c.writer.write_or_flush(&mut wbuf), if !wbuf.is_empty() || c.writer.unflushed() => { r?; }
             _ = stop.changed() => {}
         }
     }
     let _ = encode(&Packet::Disconnect(Default::default()), v, &mut wbuf);
     let _ = c.writer.write_all_buf(&mut wbuf).await;
+    let _ = c.writer.flush().await;
     Ok(stats)
 }
 

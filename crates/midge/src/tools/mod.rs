@@ -10,10 +10,14 @@ pub mod publish;
 pub mod rr;
 pub mod subscribe;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use midge_client::{ClientError, ClientOptions};
+use midge_client::{
+    ClientError, ClientOptions, FileProblem, TlsFile, TlsOptions, TlsSetupError, Transport,
+    DEFAULT_WS_PATH,
+};
 use midge_codec::{ProtocolVersion, QoS, Will, WillProperties};
 
 /// Exit code for a `-W` timeout.
@@ -42,9 +46,113 @@ impl From<ClientError> for ToolError {
     fn from(e: ClientError) -> Self {
         let message = match &e {
             ClientError::Refused { .. } => format!("Connection error: {e}"),
+            ClientError::TlsSetup(s) => return tls_setup_error(s),
             _ => format!("Error: {e}"),
         };
         ToolError { code: 1, message }
+    }
+}
+
+/// TLS settings errors in the words of the flags (exit 2, like other bad arguments).
+fn tls_setup_error(e: &TlsSetupError) -> ToolError {
+    let message = match e {
+        TlsSetupError::File {
+            file,
+            path,
+            problem,
+        } => {
+            let flag = match file {
+                TlsFile::Ca => "--cafile",
+                TlsFile::Cert => "--cert",
+                TlsFile::Key => "--key",
+            };
+            match problem {
+                FileProblem::Read(io) => {
+                    format!("Error: cannot read {flag} {}: {io}", path.display())
+                }
+                other => format!("Error: {flag} {}: {other}", path.display()),
+            }
+        }
+        TlsSetupError::NoTrustAnchors => "Error: TLS needs --cafile FILE to verify the broker \
+            (no CA store is built in; the system's bundle is often \
+            /etc/ssl/certs/ca-certificates.crt), or --insecure to skip verification"
+            .to_owned(),
+        other => format!("Error: {other}"),
+    };
+    ToolError::usage(message)
+}
+
+/// TLS and WebSocket flags, shared by the client tools and `midge bench` (mosquitto's names
+/// where mosquitto has them). TLS is on with an `mqtts://` or `wss://` URL, or with --cafile,
+/// --cert or --insecure; WebSocket with a `ws://` or `wss://` URL, or with --ws. Default
+/// ports: 1883 (mqtt), 8883 (mqtts), 8080 (ws), 8081 (wss).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TransportArgs {
+    /// PEM CA certificates to verify the broker with; turns TLS on (default port 8883).
+    #[arg(long = "cafile", value_name = "FILE")]
+    pub cafile: Option<PathBuf>,
+    /// PEM client certificate for brokers that require one (mutual TLS); needs --key.
+    #[arg(long = "cert", value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of --cert.
+    #[arg(long = "key", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Do not verify the broker's host name (with --cafile) or its certificate at all
+    /// (without); turns TLS on. For testing only.
+    #[arg(long = "insecure")]
+    pub insecure: bool,
+    /// MQTT over WebSocket (wss with TLS); default port 8080 (8081 with TLS).
+    #[arg(long = "ws")]
+    pub ws: bool,
+    /// HTTP path of the WebSocket endpoint [default: /mqtt].
+    #[arg(long = "ws-path", value_name = "PATH")]
+    pub ws_path: Option<String>,
+}
+
+impl TransportArgs {
+    /// The transport and its settings; `scheme` is the transport of a `-L` URL. Warns on
+    /// stderr about --insecure.
+    pub fn choose(
+        &self,
+        scheme: Option<Transport>,
+    ) -> Result<(Transport, TlsOptions, String), ToolError> {
+        match (&self.cert, &self.key) {
+            (Some(_), None) => return Err(ToolError::usage("--cert needs --key")),
+            (None, Some(_)) => return Err(ToolError::usage("--key needs --cert")),
+            _ => {}
+        }
+        let tls = scheme.is_some_and(Transport::is_tls)
+            || self.cafile.is_some()
+            || self.cert.is_some()
+            || self.insecure;
+        let ws = scheme.is_some_and(Transport::is_websocket) || self.ws;
+        if self.ws_path.is_some() && !ws {
+            return Err(ToolError::usage(
+                "--ws-path needs --ws or a ws:// or wss:// URL",
+            ));
+        }
+        let transport = if ws { Transport::Ws } else { Transport::Tcp }.with_tls(tls);
+        if self.insecure {
+            eprintln!(
+                "Warning: --insecure: the broker's {} is not verified",
+                if self.cafile.is_some() {
+                    "host name"
+                } else {
+                    "certificate"
+                }
+            );
+        }
+        let options = TlsOptions {
+            ca_file: self.cafile.clone(),
+            cert_file: self.cert.clone(),
+            key_file: self.key.clone(),
+            insecure: self.insecure,
+        };
+        let path = self
+            .ws_path
+            .clone()
+            .unwrap_or_else(|| DEFAULT_WS_PATH.to_owned());
+        Ok((transport, options, path))
     }
 }
 
@@ -54,12 +162,15 @@ pub struct ConnArgs {
     /// Broker host.
     #[arg(short = 'h', long = "host", default_value = "localhost")]
     pub host: String,
-    /// Broker port.
-    #[arg(short = 'p', long = "port", default_value_t = 1883)]
-    pub port: u16,
-    /// URL: mqtt://[user[:password]@]host[:port]/topic (sets host, port, credentials, topic).
+    /// Broker port [default: 1883; 8883 with TLS; 8080 for --ws, 8081 with TLS].
+    #[arg(short = 'p', long = "port")]
+    pub port: Option<u16>,
+    /// URL: mqtt|mqtts|ws|wss://[user[:password]@]host[:port]/topic (sets the transport,
+    /// host, port, credentials and topic).
     #[arg(short = 'L', long = "url")]
     pub url: Option<String>,
+    #[command(flatten)]
+    pub transport: TransportArgs,
     /// User name.
     #[arg(short = 'u', long = "username")]
     pub username: Option<String>,
@@ -111,6 +222,8 @@ pub struct ConnArgs {
 /// Values parsed from `-L`.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Url {
+    /// Transport of the scheme.
+    pub transport: Transport,
     /// Host.
     pub host: String,
     /// Port.
@@ -123,11 +236,21 @@ pub struct Url {
     pub topic: Option<String>,
 }
 
-/// Parses mqtt://[user[:password]@]host[:port][/topic].
+/// Parses scheme://[user[:password]@]host[:port][/topic] with scheme mqtt, mqtts, ws or wss.
 pub fn parse_url(s: &str) -> Result<Url, ToolError> {
-    let rest = s
-        .strip_prefix("mqtt://")
-        .ok_or_else(|| ToolError::usage(format!("-L {s}: only mqtt:// URLs are supported")))?;
+    let bad_scheme = || {
+        ToolError::usage(format!(
+            "-L {s}: the URL must start with mqtt://, mqtts://, ws:// or wss://"
+        ))
+    };
+    let (scheme, rest) = s.split_once("://").ok_or_else(bad_scheme)?;
+    let transport = match scheme.to_ascii_lowercase().as_str() {
+        "mqtt" => Transport::Tcp,
+        "mqtts" => Transport::Tls,
+        "ws" => Transport::Ws,
+        "wss" => Transport::Wss,
+        _ => return Err(bad_scheme()),
+    };
     let (authority, topic) = match rest.split_once('/') {
         Some((a, t)) => (a, Some(t.to_owned()).filter(|t| !t.is_empty())),
         None => (rest, None),
@@ -156,6 +279,7 @@ pub fn parse_url(s: &str) -> Result<Url, ToolError> {
         return Err(ToolError::usage(format!("-L {s}: missing host")));
     }
     Ok(Url {
+        transport,
         host,
         port,
         user,
@@ -200,14 +324,18 @@ impl ConnArgs {
         let mut user = self.username.clone();
         let mut password = self.password.clone();
         let mut url_topic = None;
+        let mut scheme = None;
         if let Some(u) = &self.url {
             let url = parse_url(u)?;
             host = url.host;
-            port = url.port.unwrap_or(port);
+            port = url.port.or(port);
             user = url.user.or(user);
             password = url.password.or(password);
             url_topic = url.topic;
+            scheme = Some(url.transport);
         }
+        let (transport, tls, ws_path) = self.transport.choose(scheme)?;
+        let port = port.unwrap_or_else(|| transport.default_port());
         let protocol = self.protocol()?;
         let id = match (&self.id, &self.id_prefix) {
             (Some(id), _) => id.clone(),
@@ -221,6 +349,9 @@ impl ConnArgs {
             format!("{host}:{port}")
         };
         let mut opts = ClientOptions::new(addr, id)
+            .transport(transport)
+            .tls(tls)
+            .ws_path(ws_path)
             .protocol(protocol)
             .keep_alive(Duration::from_secs(u64::from(self.keepalive)));
         opts.username = user;
@@ -262,6 +393,7 @@ mod tests {
         assert_eq!(
             u,
             Url {
+                transport: Transport::Tcp,
                 host: "example.org".into(),
                 port: Some(1884),
                 user: Some("alice".into()),
@@ -275,7 +407,48 @@ mod tests {
             ("localhost", None, None)
         );
         assert!(parse_url("http://x").is_err());
+        let u = parse_url("wss://u:p@[::1]:8081/a/b").expect("valid");
+        assert_eq!(
+            (u.transport, u.host.as_str(), u.port, u.topic.as_deref()),
+            (Transport::Wss, "[::1]", Some(8081), Some("a/b"))
+        );
+        assert_eq!(
+            parse_url("MQTTS://h").expect("valid").transport,
+            Transport::Tls
+        );
         assert!(parse_url("mqtt://h:notaport/t").is_err());
+    }
+
+    #[test]
+    fn tls_and_websocket_flags_choose_the_transport() {
+        let flags = |cafile: bool, ws: bool| TransportArgs {
+            cafile: cafile.then(|| "ca.pem".into()),
+            ws,
+            ..TransportArgs::default()
+        };
+        let t = |a: TransportArgs, scheme| a.choose(scheme).map(|(t, _, _)| t).ok();
+        assert_eq!(t(flags(false, false), None), Some(Transport::Tcp));
+        assert_eq!(t(flags(true, false), None), Some(Transport::Tls));
+        assert_eq!(t(flags(false, true), None), Some(Transport::Ws));
+        assert_eq!(t(flags(true, true), None), Some(Transport::Wss));
+        assert_eq!(
+            t(flags(true, false), Some(Transport::Ws)),
+            Some(Transport::Wss)
+        );
+        assert_eq!(
+            t(flags(false, false), Some(Transport::Tls)),
+            Some(Transport::Tls)
+        );
+        let half = TransportArgs {
+            cert: Some("c.pem".into()),
+            ..TransportArgs::default()
+        };
+        assert!(half.choose(None).is_err());
+        let path_without_ws = TransportArgs {
+            ws_path: Some("/x".into()),
+            ..TransportArgs::default()
+        };
+        assert!(path_without_ws.choose(None).is_err());
     }
 
     #[test]
