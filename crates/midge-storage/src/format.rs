@@ -13,8 +13,8 @@
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use midge_broker::store::{InflightRecord, QueuedRecord, SessionRecord};
 use midge_broker::session::StoredSubscription;
+use midge_broker::store::{InflightRecord, QueuedRecord, SessionRecord};
 use midge_broker::{Message, Timestamp};
 use midge_codec::{
     decode, encode, DecodeLimits, Packet, PacketId, ProtocolVersion, Publish, QoS, QosPid,
@@ -62,8 +62,8 @@ pub fn split_key(key: &[u8], width: usize) -> Result<(&str, u64), FormatError> {
         return Err(FormatError::Invalid("key"));
     }
     let (id, tail) = key.split_at(key.len() - width);
-    let id = std::str::from_utf8(&id[..id.len() - 1])
-        .map_err(|_| FormatError::Invalid("client id"))?;
+    let id =
+        std::str::from_utf8(&id[..id.len() - 1]).map_err(|_| FormatError::Invalid("client id"))?;
     let n = tail.iter().fold(0u64, |n, b| (n << 8) | u64::from(*b));
     Ok((id, n))
 }
@@ -244,7 +244,9 @@ fn take_message(buf: &mut &[u8]) -> Result<Message, FormatError> {
     let limits = DecodeLimits::default();
     match decode(&mut bytes, ProtocolVersion::V5, &limits) {
         Ok(Some(Packet::Publish(p))) if bytes.is_empty() => Ok(Message {
-            topic: p.topic.ok_or(FormatError::Invalid("message without topic"))?,
+            topic: p
+                .topic
+                .ok_or(FormatError::Invalid("message without topic"))?,
             payload: Bytes::copy_from_slice(&p.payload),
             qos: p.qos.qos(),
             retain: p.retain,

@@ -3,4 +3,7 @@
 
 #![warn(missing_docs)]
 
+pub mod committer;
 pub mod format;
+
+pub use committer::{CommitStats, Engine, GroupCommitStore, SyncPolicy};
