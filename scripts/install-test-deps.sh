@@ -15,16 +15,33 @@ if ! command -v "$PYTHON" >/dev/null 2>&1; then
 elif ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
     APT_PACKAGES+=(python3-pip)
 fi
+# Installed without their recommends (a desktop's worth of packages that headless use does not
+# need): headless Chromium for crates/midge/tests/browser.rs, and npm (with Node.js) only where
+# there is none.
+APT_LEAN_PACKAGES=(chromium)
+command -v npm >/dev/null 2>&1 || APT_LEAN_PACKAGES+=(npm)
 
-need_apt=()
-for pkg in "${APT_PACKAGES[@]}"; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
-done
-if [ "${#need_apt[@]}" -gt 0 ]; then
+# The packages of "$@" that are not installed (removed ones whose config files stay count as
+# not installed).
+missing() {
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
+            printf '%s\n' "$pkg"
+    done
+}
+mapfile -t need_apt < <(missing "${APT_PACKAGES[@]}")
+mapfile -t need_apt_lean < <(missing "${APT_LEAN_PACKAGES[@]}")
+if [ "${#need_apt[@]}" -gt 0 ] || [ "${#need_apt_lean[@]}" -gt 0 ]; then
     SUDO=""
     [ "$(id -u)" = 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+    if [ "${#need_apt[@]}" -gt 0 ]; then
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+    fi
+    if [ "${#need_apt_lean[@]}" -gt 0 ]; then
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+            "${need_apt_lean[@]}"
+    fi
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then
@@ -40,4 +57,15 @@ if ! "$PYTHON" -c 'import sys, paho.mqtt; sys.exit(not paho.mqtt.__version__.sta
     PIP=("$PYTHON" -m pip install --quiet --disable-pip-version-check 'paho-mqtt>=2,<3')
     "${PIP[@]}" || "${PIP[@]}" --break-system-packages
     "$PYTHON" -c 'import paho.mqtt' # fails loudly if it is still missing
+fi
+
+# MQTT.js for crates/midge/tests/browser.rs: `npm ci` in tests/browser (exactly what
+# package-lock.json says) when node_modules is missing or was installed from another lock file.
+BROWSER_DIR="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
+lock_sum="$(sha256sum "$BROWSER_DIR/package-lock.json" | cut -d' ' -f1)"
+stamp="$BROWSER_DIR/node_modules/.midge-lock-sha256"
+if [ ! -f "$BROWSER_DIR/node_modules/mqtt/dist/mqtt.min.js" ] ||
+    [ "$(cat "$stamp" 2>/dev/null)" != "$lock_sum" ]; then
+    (cd "$BROWSER_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$lock_sum" >"$stamp"
 fi

@@ -3,6 +3,7 @@
 broker that is already running on 127.0.0.1:PORT.
 
     python3 tests/python/test_paho_interop.py --port PORT --protocol 311|5 [--only NAME]
+        [--cafile CA.pem [--cert CERT.pem --key KEY.pem] [--require-certificate]]
 
 Cases: publish and receive at QoS 0, 1 and 2 (and the downgrade to the granted QoS);
 retained messages (set, replaced, flag on delivery, deleted); wills (published when the
@@ -11,6 +12,12 @@ normal DISCONNECT); a persistent session resumed after reconnect (queued QoS 1/2
 in order, QoS 0 not queued, an unacknowledged message sent again with DUP); for 5.0 the
 request/response properties forwarded unchanged.
 
+With --cafile every client connects over TLS (`tls_set(ca_certs=...)`, the server's
+certificate verified against that CA and its name, 127.0.0.1), presenting --cert/--key if
+given. --require-certificate says the broker refuses clients without a certificate: the case
+certificate_required then checks that such a client gets no CONNACK, and that the same client
+with its certificate gets in.
+
 Every wait is bounded. Prints one line per case and a closing "N passed, N failed" line;
 exits 1 if any case failed. `crates/midge-server/tests/interop_paho.rs` runs it against a
 midge server in its own process.
@@ -18,6 +25,7 @@ midge server in its own process.
 
 import argparse
 import queue
+import ssl
 import sys
 import threading
 import time
@@ -35,6 +43,9 @@ QUIET = 0.4  # seconds to watch for something that must not arrive
 
 PORT = 0
 V5 = False
+# tls_set() keyword arguments (ca_certs, certfile, keyfile), or None for plain TCP.
+TLS = None
+REQUIRE_CERTIFICATE = False
 
 
 class Client:
@@ -65,6 +76,8 @@ class Client:
         self.c.on_disconnect = lambda c, u, flags, rc, props: self.disconnected.set()
         if will is not None:
             self.c.will_set(**will)
+        if TLS is not None:
+            self.c.tls_set(**TLS)
         connect_kwargs = {}
         if V5:
             connect_kwargs["clean_start"] = clean
@@ -80,6 +93,9 @@ class Client:
             raise AssertionError(f"{client_id}: no CONNACK within {WAIT}s") from None
         assert not rc.is_failure, f"{client_id}: CONNACK {rc}"
         self.session_present = bool(flags.session_present)
+        if TLS is not None:
+            # Not plain TCP by mistake: the connection is a TLS one.
+            assert isinstance(self.c.socket(), ssl.SSLSocket), f"{client_id}: not TLS"
 
     def subscribe(self, topic, qos=0, options=None):
         """Subscribes and returns the granted QoS."""
@@ -311,31 +327,82 @@ def case_request_response():
     requester.disconnect()
 
 
+def case_certificate_required():
+    protocol = mqtt.MQTTv5 if V5 else mqtt.MQTTv311
+    bare = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid("no-cert"),
+                       protocol=protocol, reconnect_on_failure=False)
+    # Trusts the broker, but has no certificate of its own.
+    bare.tls_set(ca_certs=TLS["ca_certs"])
+    connacks = queue.Queue()
+    disconnected = threading.Event()
+    bare.on_connect = lambda c, u, flags, rc, props: connacks.put(rc)
+    bare.on_disconnect = lambda c, u, flags, rc, props: disconnected.set()
+    try:
+        bare.connect(HOST, PORT, keepalive=30)
+    except (ssl.SSLError, OSError):
+        pass  # refused in the handshake (TLS 1.2)
+    else:
+        # TLS 1.3: the client finishes its handshake first; the refusal comes with its first
+        # read, so CONNECT gets no CONNACK and the connection is closed.
+        bare.loop_start()
+        assert disconnected.wait(WAIT), "a client without certificate was not disconnected"
+        bare.loop_stop()
+        assert connacks.empty(), f"a client without certificate got CONNACK {connacks.get()}"
+
+    # The same client with its certificate is let in and can publish and receive.
+    c = Client(cid("with-cert"))
+    c.subscribe("mtls/t", 1)
+    c.publish("mtls/t", b"certified", qos=1)
+    assert c.recv().payload == b"certified"
+    c.disconnect()
+
+
 CASES = {
     "qos_0_1_2": case_qos_0_1_2,
     "retained": case_retained,
     "will": case_will,
     "persistent_session": case_persistent_session,
     "request_response": case_request_response,  # 5.0 only
+    "certificate_required": case_certificate_required,  # with --require-certificate only
 }
 
 
 def main():
-    global PORT, V5
+    global PORT, V5, TLS, REQUIRE_CERTIFICATE
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--protocol", choices=["311", "5"], required=True)
     ap.add_argument("--only", choices=sorted(CASES), action="append")
+    ap.add_argument("--cafile", help="connect over TLS, trusting this CA (PEM)")
+    ap.add_argument("--cert", help="client certificate (PEM), with --cafile and --key")
+    ap.add_argument("--key", help="client private key (PEM)")
+    ap.add_argument("--require-certificate", action="store_true",
+                    help="the broker refuses clients without a certificate")
     args = ap.parse_args()
+    if (args.cert is None) != (args.key is None):
+        ap.error("--cert and --key go together")
+    if args.cert and not args.cafile:
+        ap.error("--cert needs --cafile")
+    if args.require_certificate and not args.cert:
+        ap.error("--require-certificate needs --cert and --key")
     PORT = args.port
     V5 = args.protocol == "5"
+    if args.cafile:
+        TLS = {"ca_certs": args.cafile, "certfile": args.cert, "keyfile": args.key}
+    REQUIRE_CERTIFICATE = args.require_certificate
     version = "5.0" if V5 else "3.1.1"
-    print(f"paho-mqtt {paho.mqtt.__version__}, MQTT {version}, broker {HOST}:{PORT}", flush=True)
+    transport = "TCP"
+    if TLS is not None:
+        transport = "TLS with a client certificate" if args.cert else "TLS"
+    print(f"paho-mqtt {paho.mqtt.__version__}, MQTT {version} over {transport}, "
+          f"broker {HOST}:{PORT}", flush=True)
     passed = failed = 0
     for name, case in CASES.items():
         if args.only and name not in args.only:
             continue
         if name == "request_response" and not V5:
+            continue
+        if name == "certificate_required" and not REQUIRE_CERTIFICATE:
             continue
         start = time.monotonic()
         try:
