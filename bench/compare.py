@@ -87,7 +87,7 @@ class Broker:
         conf = os.path.join(self.tmp, f"{self.name}.conf")
         if self.name == "midge":
             open(conf, "w").write(MIDGE_CONF.format(port=self.port))
-            cmd = [MIDGE, "serve", "--config", conf]
+            cmd = [MIDGE, "serve", "--in-memory", "--config", conf]
         elif self.name == "mosquitto":
             open(conf, "w").write(MOSQUITTO_CONF.format(port=self.port))
             cmd = [MOSQUITTO, "-c", conf]

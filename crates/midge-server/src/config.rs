@@ -284,10 +284,55 @@ impl Default for AuthFile {
     }
 }
 
+/// The `[storage]` table: where persistent sessions, queues and retained messages live.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageFile {
+    /// Data directory (default `midge-data`, relative to the working directory).
+    pub data_dir: PathBuf,
+    /// Keep nothing on disk (default false).
+    pub in_memory: bool,
+    /// `every_commit` (default: a QoS 1/2 message is on disk before it is acknowledged) or
+    /// `periodic` (synced every `sync_interval_ms`; a crash loses up to that much).
+    pub sync: String,
+    /// Interval of `sync = "periodic"`, milliseconds (default 100).
+    pub sync_interval_ms: u64,
+    /// Block cache of the store, MiB (default 32).
+    pub cache_mib: u64,
+}
+
+impl Default for StorageFile {
+    fn default() -> Self {
+        StorageFile {
+            data_dir: PathBuf::from("midge-data"),
+            in_memory: false,
+            sync: "every_commit".into(),
+            sync_interval_ms: 100,
+            cache_mib: 32,
+        }
+    }
+}
+
+/// The validated storage settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageConfig {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// When data reaches the disk.
+    pub policy: midge_storage::SyncPolicy,
+    /// Engine settings.
+    pub engine: midge_storage::FjallSettings,
+    /// A data directory that cannot be opened is moved aside and the broker starts empty
+    /// (otherwise it refuses to start).
+    pub recover_empty: bool,
+}
+
 /// The whole config file.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileConfig {
+    /// Persistence.
+    pub storage: StorageFile,
     /// Runtime settings.
     pub server: ServerFile,
     /// Login checking.
@@ -334,6 +379,8 @@ pub struct ServerConfig {
     pub broker: BrokerConfig,
     /// How logins are checked.
     pub auth: AuthSettings,
+    /// Persistence; `None` keeps everything in memory.
+    pub storage: Option<StorageConfig>,
 }
 
 impl ServerConfig {
@@ -458,7 +505,52 @@ impl ServerConfig {
                 "set a positive number (default 1024)",
             ));
         }
+        let st = &file.storage;
+        let sync_policy = match st.sync.as_str() {
+            "every_commit" => midge_storage::SyncPolicy::EveryCommit,
+            "periodic" => {
+                if !(1..=60_000).contains(&st.sync_interval_ms) {
+                    return Err(invalid(
+                        "storage.sync_interval_ms",
+                        format!("{} ms is out of range", st.sync_interval_ms),
+                        "use 1 to 60000 (default 100)",
+                    ));
+                }
+                midge_storage::SyncPolicy::Periodic(Duration::from_millis(st.sync_interval_ms))
+            }
+            other => {
+                return Err(invalid(
+                    "storage.sync",
+                    format!("unknown policy `{other}`"),
+                    "use \"every_commit\" (default) or \"periodic\"",
+                ))
+            }
+        };
+        if !(1..=65_536).contains(&st.cache_mib) {
+            return Err(invalid(
+                "storage.cache_mib",
+                format!("{} MiB is out of range", st.cache_mib),
+                "use 1 to 65536 (default 32)",
+            ));
+        }
+        if !st.in_memory && st.data_dir.as_os_str().is_empty() {
+            return Err(invalid(
+                "storage.data_dir",
+                "is empty".into(),
+                "name a directory (default \"midge-data\") or set in_memory = true",
+            ));
+        }
+        let storage = (!st.in_memory).then(|| StorageConfig {
+            data_dir: st.data_dir.clone(),
+            policy: sync_policy,
+            engine: midge_storage::FjallSettings {
+                cache_bytes: st.cache_mib << 20,
+                ..Default::default()
+            },
+            recover_empty: false,
+        });
         Ok(ServerConfig {
+            storage,
             auth: AuthSettings {
                 failed_login_delay: Duration::from_millis(a.failed_login_delay_ms),
                 check_threads: a.password_check_threads,
@@ -589,8 +681,12 @@ fn validate_listener(
 }
 
 impl Default for ServerConfig {
+    /// The defaults of the config file, except that nothing is stored on disk: the
+    /// configuration for embedding and tests. `midge serve` stores in `midge-data`.
     fn default() -> Self {
-        ServerConfig::from_file(FileConfig::default(), &[], "defaults")
+        let mut file = FileConfig::default();
+        file.storage.in_memory = true;
+        ServerConfig::from_file(file, &[], "defaults")
             .expect("invariant: the default configuration is valid")
     }
 }

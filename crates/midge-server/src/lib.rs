@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 pub mod driver;
 pub mod listener;
+pub mod storage;
 pub mod transport;
 
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use midge_broker::Broker;
+use midge_storage::GroupCommitStore;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -36,6 +38,7 @@ pub struct Server {
     config: ServerConfig,
     broker: Arc<Broker>,
     listeners: Vec<BoundListener>,
+    store: Option<Arc<GroupCommitStore>>,
 }
 
 /// A running server.
@@ -49,6 +52,7 @@ pub struct RunningServer {
     tasks: TaskTracker,
     tls: Vec<Arc<TlsAcceptorHandle>>,
     auth_files: Vec<AuthFiles>,
+    store: Option<Arc<GroupCommitStore>>,
 }
 
 impl Server {
@@ -67,10 +71,18 @@ impl Server {
         for l in &config.listeners {
             listeners.push(BoundListener::bind(l.clone(), settings, pool.as_ref()).await?);
         }
+        let (broker, store) = match &config.storage {
+            None => (Broker::new(config.broker.clone()), None),
+            Some(s) => {
+                let (broker, store) = storage::open(s, &config.broker)?;
+                (broker, Some(store))
+            }
+        };
         Ok(Server {
-            broker: Arc::new(Broker::new(config.broker.clone())),
+            broker: Arc::new(broker),
             config,
             listeners,
+            store,
         })
     }
 
@@ -122,6 +134,7 @@ impl Server {
             tasks,
             tls,
             auth_files,
+            store: self.store,
         }
     }
 }
@@ -137,6 +150,9 @@ impl RunningServer {
             .is_err()
         {
             warn!("some connections did not close within {grace:?}");
+        }
+        if let Some(store) = &self.store {
+            store.close();
         }
     }
 

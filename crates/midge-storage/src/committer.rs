@@ -47,6 +47,10 @@ pub trait Engine: Send {
     ) -> Result<Vec<(u64, QueuedRecord)>, StoreError>;
     /// Everything stored.
     fn recover(&mut self, head: usize) -> Result<Recovered, StoreError>;
+    /// Records skipped because they could not be read.
+    fn skipped_records(&self) -> u64 {
+        0
+    }
 }
 
 /// Counters of the committer, for metrics.
@@ -122,6 +126,11 @@ impl GroupCommitStore {
             shared,
             thread: Mutex::new(Some(thread)),
         })
+    }
+
+    /// Records the engine skipped because they could not be read.
+    pub fn skipped_records(&self) -> u64 {
+        lock(&self.shared.engine).skipped_records()
     }
 
     /// The committer's counters.

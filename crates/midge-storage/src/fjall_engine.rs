@@ -400,4 +400,8 @@ impl Engine for FjallEngine {
         }
         Ok(out)
     }
+
+    fn skipped_records(&self) -> u64 {
+        self.damage.skipped
+    }
 }

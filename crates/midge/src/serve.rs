@@ -48,6 +48,17 @@ pub struct ServeArgs {
     /// loopback addresses without a password file).
     #[arg(long)]
     pub allow_anonymous: bool,
+    /// Data directory of the store (default: midge-data; overrides `storage.data_dir`).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Keep sessions, queues and retained messages in memory only (nothing survives a
+    /// restart).
+    #[arg(long, conflicts_with = "data_dir")]
+    pub in_memory: bool,
+    /// If the data directory cannot be opened, move it aside and start empty (otherwise
+    /// midge refuses to start).
+    #[arg(long, conflicts_with = "in_memory")]
+    pub recover_empty: bool,
     /// TOML configuration file (see README for the keys).
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -70,7 +81,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(n) = args.workers {
         file.server.worker_threads = n;
     }
-    let config = ServerConfig::from_file(file, &cli_listeners(&args)?, &origin)?;
+    if let Some(dir) = &args.data_dir {
+        file.storage.data_dir = dir.clone();
+        file.storage.in_memory = false;
+    }
+    if args.in_memory {
+        file.storage.in_memory = true;
+    }
+    let mut config = ServerConfig::from_file(file, &cli_listeners(&args)?, &origin)?;
+    if let Some(s) = config.storage.as_mut() {
+        s.recover_empty = args.recover_empty;
+    }
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if config.worker_threads > 0 {
         builder.worker_threads(config.worker_threads);

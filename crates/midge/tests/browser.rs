@@ -146,7 +146,7 @@ struct Listeners {
 
 fn start_broker(cert: &Path, key: &Path) -> Listeners {
     let mut child = midge()
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--in-memory", "--listen", "127.0.0.1:0"])
         .args(["--listen-ws", "127.0.0.1:0", "--listen-wss", "127.0.0.1:0"])
         .arg("--cert")
         .arg(cert)

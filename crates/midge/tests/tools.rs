@@ -306,7 +306,7 @@ fn certificates(name: &str) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
 /// mqtt port in `port`) and the mqtts and ws ports.
 fn start_tls_ws(cert: &Path, key: &Path) -> (Broker, String, String) {
     let mut child = midge()
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--in-memory", "--listen", "127.0.0.1:0"])
         .args(["--listen-tls", "127.0.0.1:0", "--listen-ws", "127.0.0.1:0"])
         .arg("--cert")
         .arg(cert)

@@ -27,10 +27,17 @@ impl Drop for Broker {
     }
 }
 
-/// Starts `midge serve --listen 127.0.0.1:0` and waits for the address it logs.
+/// Starts `midge serve --in-memory --listen 127.0.0.1:0` and waits for the address it
+/// logs.
 pub fn start(extra: &[&str]) -> Broker {
+    start_serve(&["--in-memory", "--listen", "127.0.0.1:0"], extra)
+}
+
+/// Starts `midge serve` with `args` then `extra` and waits for the address it logs.
+pub fn start_serve(args: &[&str], extra: &[&str]) -> Broker {
     let mut child = midge()
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("serve")
+        .args(args)
         .args(extra)
         .env("NO_COLOR", "1")
         .env("RUST_LOG", "info")

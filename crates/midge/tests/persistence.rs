@@ -1,0 +1,155 @@
+//! Durability as a user sees it: `midge serve --data-dir DIR` is killed with SIGKILL while a
+//! persistent subscriber is offline with messages queued for it, and started again on the
+//! same directory: the session, its subscriptions, every message the broker acknowledged
+//! (QoS 1 and QoS 2) and the retained message are there. A data directory that cannot be
+//! opened stops the start with a message, unless `--recover-empty` moves it aside.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{midge, start_serve, Broker};
+use midge_client::{Client, ClientOptions, Message};
+use midge_codec::{ProtocolVersion, QoS};
+
+fn data_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "midge-persist-{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("data")
+}
+
+fn serve(dir: &std::path::Path, listen: &str) -> Broker {
+    start_serve(
+        &["--data-dir", dir.to_str().unwrap(), "--listen", listen],
+        &[],
+    )
+}
+
+fn options(addr: &str, id: &str) -> ClientOptions {
+    ClientOptions::new(addr, id)
+        .protocol(ProtocolVersion::V5)
+        .clean_start(false)
+        .session_expiry(3600)
+        .reconnect(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_messages_survive_kill_9() {
+    let dir = data_dir("kill");
+    let broker = serve(&dir, "127.0.0.1:0");
+    let addr = broker.addr.clone();
+
+    // A persistent subscriber at QoS 1 and 2, then offline.
+    let (sub, _events) = Client::connect(options(&addr, "subscriber")).await.unwrap();
+    sub.subscribe("crash/q1/#", QoS::AtLeastOnce).await.unwrap();
+    sub.subscribe("crash/q2/#", QoS::ExactlyOnce).await.unwrap();
+    sub.disconnect().await.unwrap();
+
+    let (publisher, _pe) = Client::connect(options(&addr, "publisher")).await.unwrap();
+    for i in 0..40u32 {
+        let (topic, qos) = if i % 2 == 0 {
+            ("crash/q1/a", QoS::AtLeastOnce)
+        } else {
+            ("crash/q2/a", QoS::ExactlyOnce)
+        };
+        let code = publisher
+            .publish(Message::new(topic, format!("{i}"), qos, false).unwrap())
+            .await
+            .unwrap();
+        assert!(!code.is_error(), "{code:?}");
+    }
+    publisher
+        .publish(Message::new("crash/state", "kept", QoS::AtLeastOnce, true).unwrap())
+        .await
+        .unwrap();
+    // Every publish above was acknowledged: now the broker dies without a chance to flush.
+    drop(publisher);
+    drop(broker);
+
+    let broker = serve(&dir, &addr);
+    let (sub, mut events) = Client::connect(options(&addr, "subscriber")).await.unwrap();
+    assert!(sub.connack().session_present, "the session survived");
+    let mut got = Vec::new();
+    while got.len() < 40 {
+        let m = tokio::time::timeout(Duration::from_secs(10), events.next_message())
+            .await
+            .expect("a queued message")
+            .expect("the connection stays");
+        got.push(String::from_utf8(m.payload.to_vec()).unwrap());
+    }
+    let expected: Vec<String> = (0..40).map(|i| i.to_string()).collect();
+    let mut sorted = got.clone();
+    sorted.sort_by_key(|s| s.parse::<u32>().unwrap());
+    assert_eq!(sorted, expected, "every acknowledged message, exactly once");
+    // Each QoS keeps its order.
+    for parity in [0, 1] {
+        let seq: Vec<u32> = got
+            .iter()
+            .map(|s| s.parse::<u32>().unwrap())
+            .filter(|n| n % 2 == parity)
+            .collect();
+        assert!(seq.windows(2).all(|w| w[0] < w[1]), "{seq:?}");
+    }
+    // The retained message, to a new subscriber.
+    let (fresh, mut fe) =
+        Client::connect(ClientOptions::new(addr.as_str(), "fresh").protocol(ProtocolVersion::V5))
+            .await
+            .unwrap();
+    fresh
+        .subscribe("crash/state", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(5), fe.next_message())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&m.payload[..], b"kept");
+    drop(broker);
+}
+
+#[test]
+fn a_data_directory_that_cannot_be_opened_needs_recover_empty() {
+    let dir = data_dir("damaged");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Not a store: a file where fjall keeps its format version, with garbage in it.
+    std::fs::write(dir.join("version"), b"garbage!").unwrap();
+    let out = midge()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot open the data directory") && err.contains("--recover-empty"),
+        "{err}"
+    );
+    // With --recover-empty it starts, and the damaged directory is kept aside.
+    let broker = start_serve(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--recover-empty",
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    drop(broker);
+    let parent = dir.parent().unwrap();
+    let aside = std::fs::read_dir(parent)
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|e| e.file_name().to_string_lossy().starts_with("data.damaged-"));
+    assert!(aside, "the damaged directory is moved aside, not deleted");
+}
