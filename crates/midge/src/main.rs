@@ -3,6 +3,7 @@
 mod bench;
 mod passwd;
 mod serve;
+mod store;
 mod tools;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,8 @@ enum Command {
     Passwd(passwd::PasswdArgs),
     /// Load generator: conn, fanin, fanout, p2p, shared, subs, custom.
     Bench(bench::BenchArgs),
+    /// Inspect a data directory offline: `check`, `dump`.
+    Store(store::StoreArgs),
     /// Print the version.
     Version,
 }
@@ -49,6 +52,13 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Rr(args)) => run_tool(tools::rr::run(args)),
         Some(Command::Bench(args)) => run_bench(args),
         Some(Command::Passwd(args)) => passwd::run(args),
+        Some(Command::Store(args)) => {
+            let code = store::run(args)?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
         Some(Command::Version) => {
             println!("midge {} (MQTT 3.1, 3.1.1, 5.0)", env!("CARGO_PKG_VERSION"));
             Ok(())

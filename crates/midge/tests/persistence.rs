@@ -115,6 +115,40 @@ async fn acknowledged_messages_survive_kill_9() {
         .unwrap();
     assert_eq!(&m.payload[..], b"kept");
     drop(broker);
+
+    // Offline inspection of what is left.
+    let out = midge()
+        .args(["store", "check", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("retained messages: 1"), "{text}");
+    assert!(text.contains("ok: every record is readable"), "{text}");
+    let out = midge()
+        .args(["store", "dump", "--json", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        text.lines()
+            .any(|l| l.contains(r#""session":"subscriber""#) && l.contains("crash/q2/#")),
+        "{text}"
+    );
+    assert!(text.contains(r#""retained":"crash/state""#), "{text}");
+    // A directory that is not a store is reported, exit code 2.
+    let out = midge()
+        .args(["store", "check", "--data-dir", "/nonexistent/midge-data"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]
