@@ -402,25 +402,19 @@ impl Connection {
             self.process_stash(now, false)?;
         }
         self.release_held();
+        self.flush_pending(out);
         let version = self.version;
         let max_packet = self.client_max_packet;
-        for p in self.pending.drain(..) {
-            let p = fit_to_client(p, max_packet, version);
-            // Our own packets are built valid; an encode failure is a bug worth a log line,
-            // not a reason to stop serving the client.
-            if let Err(e) = out.push(&p, version) {
-                tracing::error!(error = %e, packet = %p.packet_type(), "cannot encode packet");
-            }
-        }
-        // Packets are large; an idle connection should not keep room for a few of them.
-        if self.pending.capacity() > 0 {
-            self.pending = Vec::new();
-        }
         let State::Active(active) = &mut self.state else {
             return Ok(());
         };
         let session = active.attached.session.clone();
         let mut items = std::mem::take(&mut active.resend);
+        // The store ticket of the packet ids given out in this poll: a QoS 2 PUBLISH waits
+        // until its id is on disk, or after a crash the broker could give the id to another
+        // message while the client still holds it, and the client would drop that message
+        // as a duplicate.
+        let mut pids_ticket = 0;
         {
             let mut st = session.lock();
             let ours = st
@@ -430,17 +424,23 @@ impl Connection {
             if !ours {
                 drop(st);
                 self.send_disconnect(ReasonCode::SessionTakenOver, None);
-                for p in self.pending.drain(..) {
-                    let _ = out.push(&fit_to_client(p, max_packet, version), version);
-                }
+                self.flush_pending(out);
                 return Err(CloseReason::TakenOver);
             }
             // Deliveries leave the queue only while the socket keeps up: otherwise the queue
             // would drain into an ever larger output buffer and never push back.
             if out.len() < OUTPUT_BUDGET {
+                let before = st.last_ticket();
                 st.poll_deliveries(now, &mut items);
+                if st.last_ticket() != before {
+                    pids_ticket = st.last_ticket();
+                }
             }
         }
+        let pids_durable = match self.broker.store() {
+            Some(store) if pids_ticket != 0 => store.durable() >= pids_ticket,
+            _ => true,
+        };
         let mut too_large = Vec::new();
         for item in items {
             match item {
@@ -466,7 +466,15 @@ impl Connection {
                         too_large.extend(pid);
                         continue;
                     }
-                    if let Packet::Publish(p) = &packet {
+                    let hold =
+                        (!pids_durable && delivery.qos == QoS::ExactlyOnce) || self.holds_packets();
+                    if hold {
+                        self.send_when_durable(pids_ticket, packet);
+                        self.broker
+                            .metrics
+                            .messages_sent
+                            .fetch_add(1, Ordering::Relaxed);
+                    } else if let Packet::Publish(p) = &packet {
                         if out.push_publish(p, version).is_ok() {
                             self.broker
                                 .metrics
@@ -489,6 +497,10 @@ impl Connection {
             drop(st);
             // Discarding opened the window: let the driver poll again.
             self.notify.notify();
+        }
+        // Held deliveries that turned out durable already.
+        if !self.pending.is_empty() {
+            self.flush_pending(out);
         }
         Ok(())
     }
@@ -674,16 +686,30 @@ impl Connection {
             return Ok(());
         }
         let mut qos2_ticket = 0;
+        // The packet id of an inbound QoS 2 message and its copies in the queues are stored
+        // atomically: after a crash the id alone would make the client's re-send look like a
+        // duplicate (the message lost), the copies alone would deliver it twice.
+        let group = match (p.qos, self.broker.store()) {
+            (QosPid::ExactlyOnce(_), Some(store)) => Some((store.clone(), store.begin_group())),
+            _ => None,
+        };
+        let end_group = |group: &Option<(Arc<dyn crate::store::Store>, u64)>| {
+            if let Some((store, g)) = group {
+                store.end_group(*g);
+            }
+        };
         if let QosPid::ExactlyOnce(pid) = p.qos {
             let mut st = session.lock();
             if st.incoming_qos2.contains(&pid.get()) {
                 // A duplicate before PUBREL: acknowledge again, deliver nothing.
                 drop(st);
+                end_group(&group);
                 self.push_ack(p.qos, pid, ReasonCode::Success);
                 return Ok(());
             }
             if st.incoming_qos2.len() >= usize::from(receive_max) {
                 drop(st);
+                end_group(&group);
                 return Err(self.violation(
                     ReasonCode::ReceiveMaximumExceeded,
                     "[MQTT-3.3.4-9] receive maximum exceeded",
@@ -705,6 +731,7 @@ impl Connection {
         let outcome = self
             .broker
             .publish_from(msg, Some(&session), Some(&self.notify), now);
+        end_group(&group);
         let matched = outcome.matched;
         if !outcome.congested.is_empty() {
             self.blocked_on = outcome.congested;
@@ -763,6 +790,29 @@ impl Connection {
         active.held_acks.push_back((ticket, packet));
     }
 
+    /// Moves the pending packets into `out`.
+    fn flush_pending(&mut self, out: &mut OutBuffer) {
+        let version = self.version;
+        let max_packet = self.client_max_packet;
+        for p in self.pending.drain(..) {
+            let p = fit_to_client(p, max_packet, version);
+            // Our own packets are built valid; an encode failure is a bug worth a log line,
+            // not a reason to stop serving the client.
+            if let Err(e) = out.push(&p, version) {
+                tracing::error!(error = %e, packet = %p.packet_type(), "cannot encode packet");
+            }
+        }
+        // Packets are large; an idle connection should not keep room for a few of them.
+        if self.pending.capacity() > 0 {
+            self.pending = Vec::new();
+        }
+    }
+
+    /// True while packets wait for the store (later ones must queue behind them).
+    fn holds_packets(&self) -> bool {
+        matches!(&self.state, State::Active(a) if !a.held_acks.is_empty())
+    }
+
     /// Releases the held acknowledgements whose tickets are durable.
     fn release_held(&mut self) {
         let (Some(store), State::Active(active)) = (self.broker.store(), &mut self.state) else {
@@ -785,8 +835,13 @@ impl Connection {
 
     fn on_pubrec(&mut self, a: PubAck) -> Result<(), CloseReason> {
         let mut known = false;
+        let mut ticket = 0;
         self.with_session(|s| {
+            let before = s.last_ticket();
             known = s.on_pubrec(a.packet_id, !a.code.is_error());
+            if s.last_ticket() != before {
+                ticket = s.last_ticket();
+            }
         });
         if a.code.is_error() {
             return Ok(());
@@ -795,7 +850,9 @@ impl Connection {
         if !known {
             rel.code = ReasonCode::PacketIdentifierNotFound;
         }
-        self.pending.push(Packet::PubRel(rel));
+        // The client forgets the id at PUBREL: the release must be on disk first, or a
+        // restart would send the message again as a PUBLISH the client takes for new.
+        self.send_when_durable(ticket, Packet::PubRel(rel));
         Ok(())
     }
 

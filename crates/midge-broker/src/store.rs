@@ -206,6 +206,18 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The highest ticket submitted so far.
     fn submitted(&self) -> u64;
 
+    /// Opens an atomic group: the ops submitted from now until [`Store::end_group`] (by
+    /// anyone) reach the disk together with everything before them, or not at all. An
+    /// inbound QoS 2 message needs this: its packet id and its copies in the subscribers'
+    /// queues must not survive a crash without each other. Keep groups short; the default
+    /// (for stores that apply every op at once) does nothing.
+    fn begin_group(&self) -> u64 {
+        0
+    }
+
+    /// Closes a group opened by [`Store::begin_group`] (pass what it returned).
+    fn end_group(&self, _group: u64) {}
+
     /// The highest ticket on disk: it and every earlier op survive a crash.
     fn durable(&self) -> u64;
 

@@ -12,6 +12,7 @@
 //! watermark follows the submissions (nothing waits) and a crash may lose up to one
 //! interval of acknowledged messages.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -71,6 +72,27 @@ struct Pending {
     ops: Vec<StoreOp>,
     submitted: u64,
     shutdown: bool,
+    /// Open atomic groups by their first ticket (with how many start there).
+    open: BTreeMap<u64, usize>,
+}
+
+impl Pending {
+    /// Ticket of `ops[0]`.
+    fn first_ticket(&self) -> u64 {
+        self.submitted + 1 - self.ops.len() as u64
+    }
+
+    /// How many ops from the front may be committed: all those before the first open group
+    /// (or all, when `all`).
+    fn committable(&self, all: bool) -> usize {
+        match self.open.keys().next() {
+            Some(start) if !all => {
+                let n = start.saturating_sub(self.first_ticket());
+                (n as usize).min(self.ops.len())
+            }
+            _ => self.ops.len(),
+        }
+    }
 }
 
 struct Shared {
@@ -145,7 +167,7 @@ impl GroupCommitStore {
         if let Some(t) = lock(&self.thread).take() {
             let _ = t.join();
         }
-        self.shared.flush(true);
+        self.shared.flush(true, true);
     }
 }
 
@@ -165,7 +187,7 @@ impl Shared {
         loop {
             {
                 let mut p = lock(&self.pending);
-                while p.ops.is_empty() && !p.shutdown {
+                while p.committable(false) == 0 && !p.shutdown {
                     p = match interval {
                         None => self.wake.wait(p).unwrap_or_else(|e| e.into_inner()),
                         Some(d) => {
@@ -188,19 +210,23 @@ impl Shared {
                 None => true,
                 Some(d) => last_sync.elapsed() >= d,
             };
-            self.flush(sync_now);
+            self.flush(sync_now, false);
             if sync_now {
                 last_sync = Instant::now();
             }
         }
     }
 
-    /// Applies every pending op as one batch (synced if `sync`) and moves the watermark.
-    fn flush(&self, sync: bool) {
+    /// Applies the pending ops before the first open group (every op, with `all`) as one
+    /// batch, synced if `sync`, and moves the watermark.
+    fn flush(&self, sync: bool, all: bool) {
         let mut engine = lock(&self.engine);
         let (ops, upto) = {
             let mut p = lock(&self.pending);
-            (std::mem::take(&mut p.ops), p.submitted)
+            let n = p.committable(all);
+            let first = p.first_ticket();
+            let ops: Vec<StoreOp> = p.ops.drain(..n).collect();
+            (ops, first + n as u64 - 1)
         };
         if ops.is_empty() && !sync {
             return;
@@ -274,6 +300,25 @@ impl Store for GroupCommitStore {
         lock(&self.shared.pending).submitted
     }
 
+    fn begin_group(&self) -> u64 {
+        let mut p = lock(&self.shared.pending);
+        let start = p.submitted + 1;
+        *p.open.entry(start).or_default() += 1;
+        start
+    }
+
+    fn end_group(&self, group: u64) {
+        let mut p = lock(&self.shared.pending);
+        if let Some(n) = p.open.get_mut(&group) {
+            *n -= 1;
+            if *n == 0 {
+                p.open.remove(&group);
+            }
+        }
+        drop(p);
+        self.shared.wake.notify_one();
+    }
+
     fn durable(&self) -> u64 {
         if self.shared.failed.load(Ordering::Acquire) {
             return self.shared.durable.load(Ordering::Acquire);
@@ -301,14 +346,54 @@ impl Store for GroupCommitStore {
         from: u64,
         max: usize,
     ) -> Result<Vec<(u64, QueuedRecord)>, StoreError> {
-        // Every op submitted so far must be visible: apply the pending ones first.
-        self.shared
-            .flush(self.shared.policy == SyncPolicy::EveryCommit);
-        lock(&self.shared.engine).read_queue(client_id, from, max)
+        // Every op submitted so far must be visible, without writing any early (that could
+        // split an atomic group): the engine's records, overlaid with the pending ops. With
+        // the engine locked no batch is half applied.
+        let mut engine = lock(&self.shared.engine);
+        let mut overlay: BTreeMap<u64, Option<QueuedRecord>> = BTreeMap::new();
+        let mut engine_visible = true;
+        for op in &lock(&self.shared.pending).ops {
+            match op {
+                StoreOp::Enqueue {
+                    client_id: c,
+                    seq,
+                    record,
+                } if &**c == client_id && *seq >= from => {
+                    overlay.insert(*seq, Some(record.clone()));
+                }
+                StoreOp::Dequeue { client_id: c, seq } if &**c == client_id && *seq >= from => {
+                    overlay.insert(*seq, None);
+                }
+                StoreOp::DeleteSession { client_id: c } if &**c == client_id => {
+                    engine_visible = false;
+                    overlay.clear();
+                }
+                _ => {}
+            }
+        }
+        let mut merged: BTreeMap<u64, QueuedRecord> = BTreeMap::new();
+        if engine_visible {
+            let removed = overlay.values().filter(|v| v.is_none()).count();
+            for (seq, r) in engine.read_queue(client_id, from, max.saturating_add(removed))? {
+                merged.insert(seq, r);
+            }
+        }
+        drop(engine);
+        for (seq, v) in overlay {
+            match v {
+                Some(r) => {
+                    merged.insert(seq, r);
+                }
+                None => {
+                    merged.remove(&seq);
+                }
+            }
+        }
+        Ok(merged.into_iter().take(max).collect())
     }
 
     fn recover(&self, head: usize) -> Result<Recovered, StoreError> {
-        self.shared.flush(true);
+        self.shared.flush(true, true);
         lock(&self.shared.engine).recover(head)
     }
 }
@@ -435,12 +520,38 @@ mod tests {
         for seq in 1..=5 {
             s.submit(enqueue(seq));
         }
+        s.submit(StoreOp::Dequeue {
+            client_id: Arc::from("c"),
+            seq: 3,
+        });
+        // Pending or written, the read sees every op.
         let got = s.read_queue("c", 2, 10).unwrap();
-        assert_eq!(
-            got.iter().map(|(q, _)| *q).collect::<Vec<_>>(),
-            [2, 3, 4, 5]
+        assert_eq!(got.iter().map(|(q, _)| *q).collect::<Vec<_>>(), [2, 4, 5]);
+        wait_until(|| s.durable() == 6);
+        let got = s.read_queue("c", 2, 2).unwrap();
+        assert_eq!(got.iter().map(|(q, _)| *q).collect::<Vec<_>>(), [2, 4]);
+    }
+
+    #[test]
+    fn an_open_group_is_committed_whole_or_not_at_all() {
+        let (s, _) = store(SyncPolicy::EveryCommit, Duration::ZERO);
+        let before = s.submit(enqueue(1));
+        let g = s.begin_group();
+        let inside = s.submit(enqueue(2));
+        wait_until(|| s.durable() >= before);
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            s.durable() < inside,
+            "nothing of an open group is committed"
         );
-        assert_eq!(s.durable(), 5);
+        assert_eq!(
+            s.read_queue("c", 0, 10).unwrap().len(),
+            2,
+            "but it is readable"
+        );
+        let last = s.submit(enqueue(3));
+        s.end_group(g);
+        wait_until(|| s.durable() >= last);
     }
 
     #[test]
