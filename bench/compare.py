@@ -84,7 +84,9 @@ class Broker:
 
     def start(self):
         self.port = free_port()
-        conf = os.path.join(self.tmp, f"{self.name}.conf")
+        # rumqttd reads its config format from the extension: .toml, not .conf.
+        ext = "toml" if self.name == "rumqttd" else "conf"
+        conf = os.path.join(self.tmp, f"{self.name}.{ext}")
         if self.name == "midge":
             open(conf, "w").write(MIDGE_CONF.format(port=self.port))
             cmd = [MIDGE, "serve", "--in-memory", "--config", conf]
