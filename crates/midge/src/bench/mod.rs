@@ -125,6 +125,10 @@ pub struct BenchArgs {
     /// Seconds to hold the idle connections open (`conn`).
     #[arg(long = "hold", default_value_t = 2.0)]
     pub hold: f64,
+    /// Keep-alive in CONNECT, seconds. 0 (default) asks for none; some brokers (rumqttd)
+    /// refuse 0. The bench sends no PINGREQ: keep runs shorter than 1.5 times this.
+    #[arg(long = "keep-alive", value_name = "SECS", default_value_t = 0)]
+    pub keep_alive: u16,
     /// Spread connections over this many source addresses 127.0.0.1..=127.0.0.N.
     #[arg(long = "source-ips", default_value_t = 1)]
     pub source_ips: usize,
@@ -179,6 +183,7 @@ async fn target(args: &BenchArgs) -> Result<Target, ToolError> {
         addr,
         username,
         password,
+        keep_alive: args.keep_alive,
     })
 }
 

@@ -31,6 +31,8 @@ pub struct Target {
     pub username: Option<String>,
     /// Password from `-L`.
     pub password: Option<Bytes>,
+    /// Keep-alive of every connection, seconds (0: none).
+    pub keep_alive: u16,
 }
 
 /// An open, connected MQTT connection.
@@ -66,7 +68,7 @@ pub async fn open(
         let connect = Connect {
             protocol: version,
             clean_start: true,
-            keep_alive: 0,
+            keep_alive: target.keep_alive,
             properties: ConnectProperties::default(),
             client_id: client_id.as_str().try_into()?,
             will: None,
