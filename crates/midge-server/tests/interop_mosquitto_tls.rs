@@ -17,23 +17,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod interop_support;
 mod tls_support;
 
 use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
 
+use interop_support::mosquitto::{self, host_port, Sub, WAIT};
 use tls_support::{start_tls_server, Identity, Pki};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
-
-/// How long any single expected line or process may take.
-const WAIT: Duration = Duration::from_secs(10);
-/// How long to watch for a message that must not arrive.
-const QUIET: Duration = Duration::from_millis(500);
-/// `-W` of every `mosquitto_sub`: it exits by itself after this many seconds at the latest.
-const SUB_SECS: &str = "30";
 
 /// How a mosquitto client proves who it is and whom it trusts: `--cafile`, optionally
 /// `--cert/--key`.
@@ -61,115 +51,24 @@ impl Tls<'_> {
     }
 }
 
-fn forward(out: impl AsyncRead + Unpin + Send + 'static, tx: mpsc::UnboundedSender<String>) {
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(out).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+/// `-h host -p port` and the TLS options.
+fn conn(host: &str, port: u16, tls: Tls<'_>) -> Vec<String> {
+    let mut c = host_port(host, port);
+    c.extend(tls.args());
+    c
 }
 
-/// A running `mosquitto_sub -d -F 'MSG|%t|%q|%p'` whose output lines are read as they come.
-struct Sub {
-    child: Child,
-    lines: mpsc::UnboundedReceiver<String>,
-    seen: Vec<String>,
+/// The format of every subscriber's message lines.
+const FORMAT: &str = "MSG|%t|%q|%p";
+
+/// Starts `mosquitto_sub` without waiting for anything.
+fn spawn_sub(host: &str, port: u16, version: &str, tls: Tls<'_>, args: &[&str]) -> Sub {
+    Sub::spawn(&conn(host, port, tls), version, args, FORMAT)
 }
 
-impl Sub {
-    fn spawn(host: &str, port: u16, version: &str, tls: Tls<'_>, args: &[&str]) -> Sub {
-        // Line-buffered: piped, mosquitto_sub's debug lines would wait in its stdio buffer.
-        let mut child = Command::new("stdbuf")
-            .args(["-oL", "-eL", "mosquitto_sub", "-h", host])
-            .args(["-p", &port.to_string(), "-V", version])
-            .args(tls.args())
-            .args(["-d", "-W", SUB_SECS, "-F", "MSG|%t|%q|%p"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("mosquitto_sub from mosquitto-clients; run scripts/install-test-deps.sh");
-        let (tx, lines) = mpsc::unbounded_channel();
-        forward(child.stdout.take().unwrap(), tx.clone());
-        forward(child.stderr.take().unwrap(), tx);
-        Sub {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Starts `mosquitto_sub` and waits until it has its SUBACK.
-    async fn start(host: &str, port: u16, version: &str, tls: Tls<'_>, args: &[&str]) -> Sub {
-        let mut sub = Self::spawn(host, port, version, tls, args);
-        sub.wait_for_line("received SUBACK", |l| l.ends_with("received SUBACK"))
-            .await;
-        sub
-    }
-
-    /// The next line, or None when the process has closed its output.
-    async fn next_line(&mut self, deadline: tokio::time::Instant) -> Option<String> {
-        match tokio::time::timeout_at(deadline, self.lines.recv()).await {
-            Ok(Some(line)) => {
-                self.seen.push(line.clone());
-                Some(line)
-            }
-            Ok(None) => None,
-            Err(_) => panic!("mosquitto_sub: no line within {WAIT:?}:\n{}", self.log()),
-        }
-    }
-
-    async fn wait_for_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            match self.next_line(deadline).await {
-                Some(line) if pred(&line) => return line,
-                Some(_) => {}
-                None => panic!("mosquitto_sub ended before {what}:\n{}", self.log()),
-            }
-        }
-    }
-
-    fn log(&self) -> String {
-        self.seen.join("\n")
-    }
-
-    /// The next message as `topic|qos|payload`.
-    async fn recv(&mut self) -> String {
-        let line = self
-            .wait_for_line("a message", |l| l.starts_with("MSG|"))
-            .await;
-        line["MSG|".len()..].to_owned()
-    }
-
-    /// Asserts that no message arrives within [`QUIET`].
-    async fn expect_nothing(&mut self) {
-        let deadline = tokio::time::Instant::now() + QUIET;
-        while let Ok(Some(line)) = tokio::time::timeout_at(deadline, self.lines.recv()).await {
-            self.seen.push(line.clone());
-            assert!(
-                !line.starts_with("MSG|"),
-                "unexpected message {line}:\n{}",
-                self.log()
-            );
-        }
-    }
-
-    /// Waits for the process to end by itself; returns its exit code and output.
-    async fn exit(mut self) -> (i32, String) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while self.next_line(deadline).await.is_some() {}
-        let status = tokio::time::timeout_at(deadline, self.child.wait())
-            .await
-            .unwrap_or_else(|_| panic!("mosquitto_sub did not exit:\n{}", self.log()))
-            .unwrap();
-        (status.code().unwrap_or(-1), self.log())
-    }
+/// Starts `mosquitto_sub` and waits until it has its SUBACK.
+async fn subscribe(host: &str, port: u16, version: &str, tls: Tls<'_>, args: &[&str]) -> Sub {
+    Sub::start(&conn(host, port, tls), version, args, FORMAT).await
 }
 
 /// Runs `mosquitto_pub -d`; returns whether it succeeded, and its output.
@@ -180,26 +79,7 @@ async fn publish(
     tls: Tls<'_>,
     args: &[&str],
 ) -> (bool, String) {
-    let child = Command::new("mosquitto_pub")
-        .args(["-h", host, "-p", &port.to_string(), "-V", version, "-d"])
-        .args(tls.args())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("mosquitto_pub from mosquitto-clients; run scripts/install-test-deps.sh");
-    let out = tokio::time::timeout(WAIT, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("mosquitto_pub {args:?} did not finish in {WAIT:?}"))
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    mosquitto::publish(&conn(host, port, tls), version, args).await
 }
 
 /// Like [`publish`], and asserts that it succeeded.
@@ -234,7 +114,7 @@ async fn pub_sub_with_cafile(version: &str) {
     };
 
     // Connected by IP (the 127.0.0.1 SAN) and by name (the localhost SAN).
-    let mut sub = Sub::start("127.0.0.1", port, version, tls, &["-q", "2", "-t", "tls/#"]).await;
+    let mut sub = subscribe("127.0.0.1", port, version, tls, &["-q", "2", "-t", "tls/#"]).await;
     for (q, host) in [(0u8, "localhost"), (1, "127.0.0.1"), (2, "localhost")] {
         let (q_arg, topic, payload) = (q.to_string(), format!("tls/q{q}"), format!("m{q}"));
         let out = publish_ok(
@@ -250,7 +130,7 @@ async fn pub_sub_with_cafile(version: &str) {
             2 => assert!(out.contains("received PUBCOMP"), "{out}"),
             _ => {}
         }
-        assert_eq!(sub.recv().await, format!("{topic}|{q}|{payload}"));
+        assert_eq!(sub.next_message().await, format!("{topic}|{q}|{payload}"));
     }
 
     // Verification is real: a client trusting another CA gives up in the handshake...
@@ -304,7 +184,7 @@ async fn mutual_tls(version: &str) {
         client: Some(id),
     };
 
-    let mut sub = Sub::start(
+    let mut sub = subscribe(
         "127.0.0.1",
         port,
         version,
@@ -321,7 +201,7 @@ async fn mutual_tls(version: &str) {
     )
     .await;
     assert!(out.contains("received PUBACK"), "{out}");
-    assert_eq!(sub.recv().await, "mtls/a|1|signed");
+    assert_eq!(sub.next_message().await, "mtls/a|1|signed");
 
     // No certificate: refused.
     assert_pub_refused(
@@ -347,7 +227,7 @@ async fn mutual_tls(version: &str) {
     )
     .await;
     // A subscriber without a certificate gets no CONNACK, and gives up.
-    let bare = Sub::spawn(
+    let bare = spawn_sub(
         "127.0.0.1",
         port,
         version,
@@ -372,7 +252,7 @@ async fn mutual_tls(version: &str) {
         &["-q", "2", "-t", "mtls/d", "-m", "still"],
     )
     .await;
-    assert_eq!(sub.recv().await, "mtls/d|1|still");
+    assert_eq!(sub.next_message().await, "mtls/d|1|still");
     drop(sub);
     server.shutdown(WAIT).await;
 }

@@ -12,68 +12,19 @@
 
 mod interop_support;
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
-use interop_support::start_server;
-use tokio::process::Command;
+use interop_support::{check_paho_installed, paho_script, run_python, start_server};
 
 /// The script's whole run may take this long; it needs about 8 s.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn python() -> String {
-    std::env::var("MIDGE_PYTHON").unwrap_or_else(|_| "python3".to_owned())
-}
-
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/test_paho_interop.py")
-}
-
-/// Runs `python` with `args`, killed after `limit`; returns (success, stdout + stderr).
-async fn run(args: &[&str], limit: Duration) -> (bool, String) {
-    let child = Command::new(python())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python()));
-    match tokio::time::timeout(limit, child.wait_with_output()).await {
-        Ok(out) => {
-            let out = out.unwrap();
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            (out.status.success(), text)
-        }
-        // Dropping the future drops the child, which kill_on_drop kills.
-        Err(_) => (false, format!("killed after {limit:?}")),
-    }
-}
-
 async fn paho(protocol: &str) {
-    let (ok, out) = run(
-        &[
-            "-c",
-            "import paho.mqtt, sys; sys.exit(paho.mqtt.__version__[0] != '2')",
-        ],
-        Duration::from_secs(20),
-    )
-    .await;
-    assert!(
-        ok,
-        "paho-mqtt 2.x is not importable by {}; run scripts/install-test-deps.sh\n{out}",
-        python()
-    );
-
+    check_paho_installed().await;
     let (server, port) = start_server().await;
-    let script = script();
+    let script = paho_script();
     let port = port.to_string();
-    let (ok, out) = run(
+    let (ok, out) = run_python(
         &[
             script.to_str().unwrap(),
             "--port",

@@ -16,70 +16,20 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod interop_support;
 mod tls_support;
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
+use interop_support::{check_paho_installed, paho_script, run_python};
 use tls_support::{start_tls_server, Pki};
-use tokio::process::Command;
 
 /// The script's whole run may take this long; the full suite needs about 8 s.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn python() -> String {
-    std::env::var("MIDGE_PYTHON").unwrap_or_else(|_| "python3".to_owned())
-}
-
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/test_paho_interop.py")
-}
-
-/// Runs `python` with `args`, killed after `limit`; returns (success, stdout + stderr).
-async fn run(args: &[&str], limit: Duration) -> (bool, String) {
-    let child = Command::new(python())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python()));
-    match tokio::time::timeout(limit, child.wait_with_output()).await {
-        Ok(out) => {
-            let out = out.unwrap();
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            (out.status.success(), text)
-        }
-        // Dropping the future drops the child, which kill_on_drop kills.
-        Err(_) => (false, format!("killed after {limit:?}")),
-    }
-}
-
-async fn check_paho_installed() {
-    let (ok, out) = run(
-        &[
-            "-c",
-            "import paho.mqtt, sys; sys.exit(paho.mqtt.__version__[0] != '2')",
-        ],
-        Duration::from_secs(20),
-    )
-    .await;
-    assert!(
-        ok,
-        "paho-mqtt 2.x is not importable by {}; run scripts/install-test-deps.sh\n{out}",
-        python()
-    );
-}
-
 /// Runs the script against `port` with `extra` arguments; asserts that it passed.
 async fn run_script(protocol: &str, port: u16, extra: &[&str]) -> String {
-    let script = script();
+    let script = paho_script();
     let port = port.to_string();
     let mut args = vec![
         script.to_str().unwrap(),
@@ -89,7 +39,7 @@ async fn run_script(protocol: &str, port: u16, extra: &[&str]) -> String {
         protocol,
     ];
     args.extend_from_slice(extra);
-    let (ok, out) = run(&args, SCRIPT_TIMEOUT).await;
+    let (ok, out) = run_python(&args, SCRIPT_TIMEOUT).await;
     assert!(ok, "paho-mqtt over TLS ({extra:?}) failed:\n{out}");
     // The closing line, so that a script that ran nothing cannot pass.
     assert!(

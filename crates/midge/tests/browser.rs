@@ -36,7 +36,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::{midge, Broker};
+use common::{midge, spawn_serve, Broker};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, PublicKeyData};
 use sha2::{Digest, Sha256};
 
@@ -145,35 +145,21 @@ struct Listeners {
 }
 
 fn start_broker(cert: &Path, key: &Path) -> Listeners {
-    let mut child = midge()
-        .args(["serve", "--in-memory", "--listen", "127.0.0.1:0"])
-        .args(["--listen-ws", "127.0.0.1:0", "--listen-wss", "127.0.0.1:0"])
-        .arg("--cert")
-        .arg(cert)
-        .arg("--key")
-        .arg(key)
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, logs) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
     // Killed on drop from here on, a failure below included.
-    let mut broker = Broker {
-        child,
-        addr: String::new(),
-        port: String::new(),
-        logs,
-    };
+    let mut broker = spawn_serve(&[
+        "--in-memory",
+        "--listen",
+        "127.0.0.1:0",
+        "--listen-ws",
+        "127.0.0.1:0",
+        "--listen-wss",
+        "127.0.0.1:0",
+        "--cert",
+        cert,
+        "--key",
+        key,
+    ]);
     // `listening for MQTT on SCHEME://ADDR`, one line per listener, in any order.
     let mut found = std::collections::HashMap::new();
     let mut seen = Vec::new();

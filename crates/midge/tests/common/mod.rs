@@ -33,12 +33,13 @@ pub fn start(extra: &[&str]) -> Broker {
     start_serve(&["--in-memory", "--listen", "127.0.0.1:0"], extra)
 }
 
-/// Starts `midge serve` with `args` then `extra` and waits for the address it logs.
-pub fn start_serve(args: &[&str], extra: &[&str]) -> Broker {
+/// Spawns `midge serve` with `args` (info logs, no colour) and a thread that forwards its
+/// log lines; the process is killed when the returned [`Broker`] is dropped (its address is
+/// empty until the caller fills it in).
+pub fn spawn_serve(args: &[&str]) -> Broker {
     let mut child = midge()
         .arg("serve")
         .args(args)
-        .args(extra)
         .env("NO_COLOR", "1")
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
@@ -46,7 +47,7 @@ pub fn start_serve(args: &[&str], extra: &[&str]) -> Broker {
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
+    let (tx, logs) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if tx.send(line).is_err() {
@@ -54,25 +55,32 @@ pub fn start_serve(args: &[&str], extra: &[&str]) -> Broker {
             }
         }
     });
+    Broker {
+        child,
+        addr: String::new(),
+        port: String::new(),
+        logs,
+    }
+}
+
+/// Starts `midge serve` with `args` then `extra` and waits for the address it logs.
+pub fn start_serve(args: &[&str], extra: &[&str]) -> Broker {
+    let all: Vec<&str> = args.iter().chain(extra).copied().collect();
+    let mut broker = spawn_serve(&all);
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+        if let Ok(line) = broker.logs.recv_timeout(Duration::from_millis(100)) {
             if let Some(rest) = line.split("mqtt://").nth(1) {
                 let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
                 let addr = addr
                     .trim_end_matches(|c: char| !c.is_ascii_digit())
                     .to_owned();
-                let port = addr.rsplit(':').next().unwrap().to_owned();
-                return Broker {
-                    child,
-                    addr,
-                    port,
-                    logs: rx,
-                };
+                broker.port = addr.rsplit(':').next().unwrap().to_owned();
+                broker.addr = addr;
+                return broker;
             }
         }
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    // Dropping the broker kills the process.
     panic!("midge did not log its listening address");
 }
