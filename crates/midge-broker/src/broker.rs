@@ -15,17 +15,18 @@ use midge_codec::{
 };
 use parking_lot::{Mutex, RwLock};
 
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, LiveLimits};
 use crate::index::{Matches, Sub, SubscriptionIndex};
 use crate::message::{Delivery, Message};
 use crate::metrics::Metrics;
 use crate::retained::{RetainOutcome, RetainedStore};
 use crate::session::{
-    Attachment, EnqueueOutcome, Notify, Persist, QueueLimits, SessionHandle, SessionState,
-    StoredSubscription, WillMessage,
+    Attachment, ClientInfo, EnqueueOutcome, Notify, Persist, QueueLimits, SessionHandle,
+    SessionState, StoredSubscription, WillMessage,
 };
 use crate::store::{Store, StoreError, StoreOp};
 use crate::time::{secs, Timestamp};
+use crate::watch::Watches;
 
 /// Payloads up to this size are copied out of the connection's read buffer when published,
 /// so that a small message kept in a queue or in the retained store does not pin a whole
@@ -138,6 +139,8 @@ pub struct ConnectRequest {
     pub limits: QueueLimits,
     /// Wakes the connection.
     pub notify: Arc<dyn Notify>,
+    /// Who is connecting, for operators.
+    pub info: Arc<ClientInfo>,
 }
 
 /// The session a connection is attached to.
@@ -154,16 +157,20 @@ pub struct Attached {
 /// The broker.
 #[derive(Debug)]
 pub struct Broker {
-    config: BrokerConfig,
-    sessions: Mutex<HashMap<Box<str>, Arc<SessionHandle>>>,
-    index: RwLock<SubscriptionIndex>,
-    retained: RwLock<RetainedStore>,
+    config: arc_swap::ArcSwap<BrokerConfig>,
+    pub(crate) sessions: Mutex<HashMap<Box<str>, Arc<SessionHandle>>>,
+    pub(crate) index: RwLock<SubscriptionIndex>,
+    pub(crate) retained: RwLock<RetainedStore>,
     timers: Mutex<Timers>,
     next_uid: AtomicU64,
     next_generation: AtomicU64,
-    store: Option<Arc<dyn Store>>,
+    pub(crate) store: Option<Arc<dyn Store>>,
+    /// Live views of the messages on some filters (admin topic watch).
+    pub(crate) watches: Watches,
     /// Counters and gauges.
     pub metrics: Metrics,
+    /// Limits that may change while running.
+    pub limits: LiveLimits,
 }
 
 /// Queued messages per session read into memory at start; the rest stays on disk.
@@ -174,14 +181,16 @@ impl Broker {
     pub fn new(config: BrokerConfig) -> Self {
         Broker {
             retained: RwLock::new(RetainedStore::new(config.max_retained_messages)),
-            config,
+            config: arc_swap::ArcSwap::from_pointee(config),
             sessions: Mutex::new(HashMap::new()),
             index: RwLock::new(SubscriptionIndex::new()),
             timers: Mutex::new(Timers::default()),
             next_uid: AtomicU64::new(1),
             next_generation: AtomicU64::new(1),
             store: None,
+            watches: Watches::default(),
             metrics: Metrics::default(),
+            limits: LiveLimits::default(),
         }
     }
 
@@ -264,7 +273,7 @@ impl Broker {
 
     /// Queue limits of a session before its client says more (recovered sessions).
     fn default_limits(&self) -> QueueLimits {
-        let c = &self.config;
+        let c = self.config.load();
         QueueLimits {
             max_inflight: c.max_inflight.max(1),
             max_messages: c.max_queued_messages,
@@ -294,8 +303,15 @@ impl Broker {
     }
 
     /// The configuration.
-    pub fn config(&self) -> &BrokerConfig {
-        &self.config
+    pub fn config(&self) -> arc_swap::Guard<Arc<BrokerConfig>> {
+        self.config.load()
+    }
+
+    /// Replaces the configuration (reload): connections read it on their next use; queue
+    /// limits of existing sessions change when their client next connects.
+    pub fn set_config(&self, config: BrokerConfig) {
+        self.retained.write().set_max(config.max_retained_messages);
+        self.config.store(Arc::new(config));
     }
 
     /// Attaches a connection to its session, creating, resuming or replacing it, and taking
@@ -309,6 +325,8 @@ impl Broker {
         let attachment = Attachment {
             generation,
             notify: req.notify.clone(),
+            info: req.info.clone(),
+            kicked: false,
         };
         let mut wills = Vec::new();
         let mut taken_over: Option<Arc<dyn Notify>> = None;
@@ -373,6 +391,8 @@ impl Broker {
         drop(sessions);
         if let Some(n) = taken_over {
             n.notify();
+        } else {
+            self.metrics.connected(1);
         }
         if let Some(old) = discarded {
             self.discard_session(&old, now);
@@ -409,6 +429,7 @@ impl Broker {
             }
             st.attachment = None;
             session.set_online(false);
+            self.metrics.connected(-1);
             // Offline sessions apply their drop policy: paused publishers may go on.
             st.wake_waiters();
             if let Some(e) = new_expiry {
@@ -448,9 +469,23 @@ impl Broker {
         }
     }
 
+    /// Cancels an offline session's expiry timer and publishes its delayed will now (the
+    /// session is about to end, which fires the will).
+    pub(crate) fn cancel_timers(&self, session: &SessionHandle, now: Timestamp) {
+        let will = {
+            let mut timers = self.timers.lock();
+            timers.expiries.remove(session.uid);
+            timers.wills.remove(session.uid)
+        };
+        if let Some((client_id, w)) = will {
+            self.store_will(&client_id, None);
+            self.publish(w, None, now);
+        }
+    }
+
     /// Removes a session from the registry if it is still the registered one, then discards
     /// it.
-    fn end_session(&self, session: &Arc<SessionHandle>, now: Timestamp) {
+    pub(crate) fn end_session(&self, session: &Arc<SessionHandle>, now: Timestamp) {
         {
             let mut sessions = self.sessions.lock();
             match sessions.get(session.client_id.as_str()) {
@@ -520,9 +555,23 @@ impl Broker {
         waiter: Option<&Arc<dyn Notify>>,
         now: Timestamp,
     ) -> PublishOutcome {
-        self.metrics
-            .messages_received
-            .fetch_add(1, Ordering::Relaxed);
+        self.metrics.count_received(msg.qos, msg.payload.len());
+        self.route(msg, publisher, waiter, now)
+    }
+
+    /// Publishes a broker message (`$SYS`): routed and retained like any other, not counted
+    /// as received, and never written to the store.
+    pub fn publish_internal(&self, msg: Message, now: Timestamp) -> usize {
+        self.route(msg, None, None, now).matched
+    }
+
+    fn route(
+        &self,
+        msg: Message,
+        publisher: Option<&Arc<SessionHandle>>,
+        waiter: Option<&Arc<dyn Notify>>,
+        now: Timestamp,
+    ) -> PublishOutcome {
         let mut msg = compact(msg);
         // The expiry interval runs from the moment the broker publishes the message (for a
         // will: when it is published, not when CONNECT arrived).
@@ -530,14 +579,19 @@ impl Broker {
             msg.expires_at = Some(now + secs(interval));
         }
         let msg = Arc::new(msg);
+        self.watches.offer(&msg);
         let mut ticket = 0;
-        if msg.retain && self.config.retain_available {
+        if msg.retain && self.config.load().retain_available {
             let outcome = self.retained.write().put(msg.clone(), now);
             if outcome == RetainOutcome::Full {
                 self.metrics
                     .retained_dropped_full
                     .fetch_add(1, Ordering::Relaxed);
-            } else if let Some(store) = &self.store {
+            } else if let Some(store) = self
+                .store
+                .as_ref()
+                .filter(|_| !msg.topic.as_str().starts_with("$SYS/"))
+            {
                 ticket = store.submit(StoreOp::Retain {
                     topic: Arc::from(msg.topic.as_str()),
                     msg: (outcome == RetainOutcome::Stored).then(|| msg.clone()),
@@ -684,7 +738,7 @@ impl Broker {
 
     /// Retained messages matching a filter, for delivery on subscribe.
     pub fn retained_matching(&self, filter: &TopicFilter, now: Timestamp) -> Vec<Arc<Message>> {
-        if !self.config.retain_available {
+        if !self.config.load().retain_available {
             return Vec::new();
         }
         self.retained.read().matching(filter, now)
@@ -755,6 +809,6 @@ impl Broker {
 
     /// The granted QoS for a requested one.
     pub fn grant_qos(&self, requested: QoS) -> QoS {
-        requested.min(self.config.max_qos)
+        requested.min(self.config.load().max_qos)
     }
 }

@@ -73,3 +73,10 @@ impl Default for BrokerConfig {
         }
     }
 }
+
+/// Limits that change while the broker runs (reload), read on every use.
+#[derive(Debug, Default)]
+pub struct LiveLimits {
+    /// PUBLISH packets per second per client; 0 = no limit.
+    pub publish_rate: std::sync::atomic::AtomicU32,
+}

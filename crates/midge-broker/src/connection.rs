@@ -28,6 +28,7 @@ use crate::small::U16Map;
 use crate::time::Timestamp;
 
 mod connect;
+mod quota;
 
 /// Why a connection ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +45,8 @@ pub enum CloseReason {
     KeepAliveTimeout,
     /// Another connection took the client id over.
     TakenOver,
+    /// An operator closed the connection (admin API).
+    Kicked,
     /// The broker is shutting down.
     ServerShutdown,
     /// The network connection closed or failed.
@@ -67,6 +70,7 @@ impl fmt::Display for CloseReason {
             CloseReason::ConnectTimeout => f.write_str("no CONNECT in time"),
             CloseReason::KeepAliveTimeout => f.write_str("keep-alive timeout"),
             CloseReason::TakenOver => f.write_str("session taken over"),
+            CloseReason::Kicked => f.write_str("disconnected by an operator"),
             CloseReason::ServerShutdown => f.write_str("server shutting down"),
             CloseReason::ConnectionLost(e) => write!(f, "connection lost: {e}"),
         }
@@ -136,16 +140,32 @@ pub struct Connection {
     /// The client's Maximum Packet Size (5.0), known once its CONNECT is decoded; nothing
     /// larger is ever sent to it ([MQTT-3.1.2-24]).
     client_max_packet: u32,
-    /// Subscribers with a full queue this connection's publishes wait for (backpressure).
-    blocked_on: Vec<Arc<crate::session::SessionHandle>>,
-    /// PUBLISH packets received while blocked, processed in order once unblocked; QoS 1/2
-    /// ones are not acknowledged until then, so the client's window bounds this.
-    stash: VecDeque<Publish>,
-    stash_bytes: usize,
+    /// Subscribers with a full queue this connection's publishes wait for (backpressure)
+    /// and the PUBLISH packets stashed meanwhile; boxed, as only a congested connection
+    /// has any.
+    congestion: Option<Box<Congestion>>,
     /// Who may connect and what they may do, on this connection's listener.
     auth: Arc<ListenerAuth>,
     /// Identity of the client's verified TLS certificate, if any.
     cert_identity: Option<Box<str>>,
+    /// The client's address and listener, for operators.
+    origin: Option<Box<(std::net::SocketAddr, Arc<str>)>>,
+    /// The publish rate bucket, once a rate applies (boxed: most connections have none,
+    /// and this struct lives in every connection's task).
+    quota: Option<Box<quota::Quota>>,
+    /// The client has sent at least one PUBLISH (publishers are the ones paused when the
+    /// broker is short of memory).
+    published: bool,
+}
+
+/// Subscribers with a full queue that a connection's publishes wait for, and the PUBLISH
+/// packets received meanwhile, processed in order once they drain; QoS 1/2 ones are not
+/// acknowledged until then, so the client's window bounds the stash.
+#[derive(Debug, Default)]
+struct Congestion {
+    blocked_on: Vec<Arc<crate::session::SessionHandle>>,
+    stash: VecDeque<Publish>,
+    stash_bytes: usize,
 }
 
 /// Session deliveries are moved into the output only while it holds less than this.
@@ -202,36 +222,80 @@ impl Connection {
             last_received: now,
             disconnect_expiry: None,
             client_max_packet: u32::MAX,
-            blocked_on: Vec::new(),
-            stash: VecDeque::new(),
-            stash_bytes: 0,
+            congestion: None,
+            origin: None,
+            quota: None,
+            published: false,
         }
+    }
+
+    /// True once the client has published something.
+    pub fn has_published(&self) -> bool {
+        self.published
+    }
+
+    /// Records the client's address and the listener it came through (shown to operators).
+    pub fn set_origin(&mut self, peer: std::net::SocketAddr, listener: Arc<str>) {
+        self.origin = Some(Box::new((peer, listener)));
+    }
+
+    /// The broker.
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
     }
 
     /// True while the server should stop reading from this client: too many of its
     /// publishes wait for full subscriber queues.
     pub fn read_paused(&self) -> bool {
-        self.stash_bytes >= STASH_MAX_BYTES || self.awaiting_verdict()
+        self.congestion
+            .as_ref()
+            .is_some_and(|c| c.stash_bytes >= STASH_MAX_BYTES)
+            || self.awaiting_verdict()
+            || self
+                .quota
+                .as_ref()
+                .is_some_and(|q| q.paused_until.is_some())
     }
 
     /// Drops the subscribers that have drained; true if some are still full.
     fn still_blocked(&mut self) -> bool {
         let notify = &self.notify;
-        self.blocked_on.retain(|s| s.congested(notify));
-        !self.blocked_on.is_empty()
+        let Some(c) = self.congestion.as_mut() else {
+            return false;
+        };
+        c.blocked_on.retain(|s| s.congested(notify));
+        !c.blocked_on.is_empty()
+    }
+
+    /// True while PUBLISH packets wait in the stash.
+    fn has_stash(&self) -> bool {
+        self.congestion
+            .as_ref()
+            .is_some_and(|c| !c.stash.is_empty())
     }
 
     /// Processes stashed publishes while no subscriber queue is full (or all of them when
     /// `force`, before a DISCONNECT).
     fn process_stash(&mut self, now: Timestamp, force: bool) -> Result<(), CloseReason> {
-        while !self.stash.is_empty() {
+        while self.has_stash() {
             if !force && self.still_blocked() {
                 return Ok(());
             }
-            if let Some(p) = self.stash.pop_front() {
-                self.stash_bytes -= stash_weight(&p);
+            let next = self.congestion.as_mut().and_then(|c| {
+                let p = c.stash.pop_front()?;
+                c.stash_bytes -= stash_weight(&p);
+                Some(p)
+            });
+            if let Some(p) = next {
                 self.route_publish(p, now)?;
             }
+        }
+        if self
+            .congestion
+            .as_ref()
+            .is_some_and(|c| c.stash.is_empty() && c.blocked_on.is_empty())
+        {
+            self.congestion = None;
         }
         Ok(())
     }
@@ -265,6 +329,14 @@ impl Connection {
 
     /// The earliest time at which `handle_timeout` must be called.
     pub fn next_deadline(&self) -> Option<Timestamp> {
+        let own = self.own_deadline();
+        match (own, self.quota.as_ref().and_then(|q| q.paused_until)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn own_deadline(&self) -> Option<Timestamp> {
         match &self.state {
             State::AwaitingConnect | State::Authenticating(_) => Some(self.connect_deadline),
             State::Refusing { at, .. } => Some(*at),
@@ -277,7 +349,8 @@ impl Connection {
 
     /// Checks the connect timeout and keep-alive ([MQTT-3.1.2-22]).
     pub fn handle_timeout(&mut self, now: Timestamp) -> Result<(), CloseReason> {
-        match self.next_deadline() {
+        self.check_quota_pause(now);
+        match self.own_deadline() {
             Some(d) if now >= d => match self.state {
                 State::AwaitingConnect | State::Authenticating(_) => {
                     Err(CloseReason::ConnectTimeout)
@@ -398,7 +471,7 @@ impl Connection {
     /// Moves pending packets and session deliveries into `out`. Returns `TakenOver` if
     /// another connection took the session.
     pub fn poll_output(&mut self, now: Timestamp, out: &mut OutBuffer) -> Result<(), CloseReason> {
-        if !self.stash.is_empty() && matches!(self.state, State::Active(_)) {
+        if self.has_stash() && matches!(self.state, State::Active(_)) {
             self.process_stash(now, false)?;
         }
         self.release_held();
@@ -426,6 +499,15 @@ impl Connection {
                 self.send_disconnect(ReasonCode::SessionTakenOver, None);
                 self.flush_pending(out);
                 return Err(CloseReason::TakenOver);
+            }
+            if st.attachment.as_ref().is_some_and(|a| a.kicked) {
+                drop(st);
+                self.send_disconnect(
+                    ReasonCode::AdministrativeAction,
+                    Some("disconnected by an operator".to_owned()),
+                );
+                self.flush_pending(out);
+                return Err(CloseReason::Kicked);
             }
             // Deliveries leave the queue only while the socket keeps up: otherwise the queue
             // would drain into an ever larger output buffer and never push back.
@@ -470,16 +552,10 @@ impl Connection {
                         (!pids_durable && delivery.qos == QoS::ExactlyOnce) || self.holds_packets();
                     if hold {
                         self.send_when_durable(pids_ticket, packet);
-                        self.broker
-                            .metrics
-                            .messages_sent
-                            .fetch_add(1, Ordering::Relaxed);
+                        self.broker.metrics.count_sent(delivery.qos);
                     } else if let Packet::Publish(p) = &packet {
                         if out.push_publish(p, version).is_ok() {
-                            self.broker
-                                .metrics
-                                .messages_sent
-                                .fetch_add(1, Ordering::Relaxed);
+                            self.broker.metrics.count_sent(delivery.qos);
                         }
                     }
                 }
@@ -523,6 +599,7 @@ impl Connection {
     pub fn finish(&mut self, reason: &CloseReason, now: Timestamp) {
         let state = std::mem::replace(&mut self.state, State::Finished);
         if let State::Active(a) = state {
+            self.broker.metrics.count_disconnect(reason);
             self.broker.disconnect(
                 &a.attached.session,
                 a.attached.generation,
@@ -558,6 +635,10 @@ impl Connection {
     }
 
     fn push_connack_refusal(&mut self, code: ReasonCode, reason: Option<String>) {
+        self.broker
+            .metrics
+            .connects_refused
+            .fetch_add(1, Ordering::Relaxed);
         let properties = ConnAckProperties {
             reason_string: reason
                 .filter(|_| self.version.is_v5())
@@ -588,9 +669,14 @@ impl Connection {
     }
 
     fn on_publish(&mut self, p: Publish, now: Timestamp) -> Result<(), CloseReason> {
-        if !self.stash.is_empty() || (!self.blocked_on.is_empty() && self.still_blocked()) {
-            self.stash_bytes += stash_weight(&p);
-            self.stash.push_back(p);
+        self.published = true;
+        let Some(p) = self.within_quota(p, now) else {
+            return Ok(());
+        };
+        if self.has_stash() || self.still_blocked() {
+            let c = self.congestion.get_or_insert_with(Box::default);
+            c.stash_bytes += stash_weight(&p);
+            c.stash.push_back(p);
             return Ok(());
         }
         self.route_publish(p, now)
@@ -734,7 +820,7 @@ impl Connection {
         end_group(&group);
         let matched = outcome.matched;
         if !outcome.congested.is_empty() {
-            self.blocked_on = outcome.congested;
+            self.congestion.get_or_insert_with(Box::default).blocked_on = outcome.congested;
         }
         if let Some(pid) = pid {
             let code = if matched == 0 {

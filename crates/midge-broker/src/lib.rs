@@ -5,6 +5,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod auth;
 pub mod broker;
 pub mod config;
@@ -18,11 +19,12 @@ pub mod session;
 pub mod small;
 pub mod store;
 pub mod time;
+pub mod watch;
 
 pub use broker::{Attached, Broker, ConnectRequest, PublishOutcome, NEVER_EXPIRE};
 pub use config::{BrokerConfig, QueueFullPolicy};
 pub use connection::{CloseReason, ConnectInfo, Connection};
 pub use message::{Delivery, Message};
 pub use out::OutBuffer;
-pub use session::Notify;
+pub use session::{ClientInfo, Notify};
 pub use time::Timestamp;

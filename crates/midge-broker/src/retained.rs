@@ -63,6 +63,16 @@ impl RetainedStore {
         RetainOutcome::Stored
     }
 
+    /// Changes the largest number of messages kept (new messages are refused while above).
+    pub fn set_max(&mut self, max: usize) {
+        self.max = max;
+    }
+
+    /// Removes the retained message of a topic; false if there was none.
+    pub fn remove(&mut self, topic: &str) -> bool {
+        self.by_topic.remove(topic).is_some()
+    }
+
     /// Retained messages matching `filter` that have not expired at `now`.
     pub fn matching(&self, filter: &TopicFilter, now: Timestamp) -> Vec<Arc<Message>> {
         if !filter.has_wildcards() {

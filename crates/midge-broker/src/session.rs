@@ -133,6 +133,27 @@ pub struct Attachment {
     pub generation: u64,
     /// Wakes the connection's task.
     pub notify: Arc<dyn Notify>,
+    /// Who is connected, for operators.
+    pub info: Arc<ClientInfo>,
+    /// An operator asked for this connection to be closed; it closes at its next poll.
+    pub kicked: bool,
+}
+
+/// Facts about a connected client, for the admin API and `$SYS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// The client's address.
+    pub peer: Option<std::net::SocketAddr>,
+    /// The listener it came through (`mqtt://127.0.0.1:1883`).
+    pub listener: Arc<str>,
+    /// Its username (or certificate identity), if any.
+    pub username: Option<Box<str>>,
+    /// Effective keep-alive, seconds.
+    pub keep_alive: u16,
+    /// Clean Start / Clean Session of its CONNECT.
+    pub clean_start: bool,
+    /// When its CONNECT was accepted.
+    pub connected_at: Timestamp,
 }
 
 /// Where a persistent session is stored.

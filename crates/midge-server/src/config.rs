@@ -11,7 +11,7 @@ use midge_codec::{DecodeLimits, QoS};
 
 use crate::auth::AuthSettings;
 use crate::transport::tls::TlsSettings;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The default listener.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:1883";
@@ -50,7 +50,7 @@ pub enum ConfigError {
 }
 
 /// What a listener speaks.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ListenerKind {
     /// MQTT over TCP (default).
@@ -87,7 +87,7 @@ impl ListenerKind {
 }
 
 /// One `[[listener]]` table.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerFile {
     /// Address and port, e.g. `0.0.0.0:1883`; port 0 picks a free port.
@@ -96,12 +96,16 @@ pub struct ListenerFile {
     #[serde(default)]
     pub kind: ListenerKind,
     /// WebSocket path (`ws`, `wss`). Default `/mqtt`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// PEM certificate chain (`mqtts`, `wss`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cert_file: Option<PathBuf>,
     /// PEM private key (`mqtts`, `wss`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key_file: Option<PathBuf>,
     /// PEM CA certificates to verify client certificates against.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
     /// Refuse TLS clients without a valid certificate. Default false.
     #[serde(default)]
@@ -112,11 +116,18 @@ pub struct ListenerFile {
     /// Accept clients without credentials. Default: true on loopback addresses without a
     /// password file, otherwise false; a non-loopback listener without any authentication
     /// must set it explicitly.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_anonymous: Option<bool>,
     /// Password file (`user:hash` lines; mosquitto_passwd hashes are read too).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub password_file: Option<PathBuf>,
     /// ACL file in mosquitto's `acl_file` format.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub acl_file: Option<PathBuf>,
+    /// Connections at once on this listener (default: only the global
+    /// `limits.max_connections` applies).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
 }
 
 /// A validated listener.
@@ -136,6 +147,8 @@ pub struct ListenerConfig {
     pub password_file: Option<PathBuf>,
     /// ACL file.
     pub acl_file: Option<PathBuf>,
+    /// Connections at once on this listener (`None`: only the global limit).
+    pub max_connections: Option<usize>,
 }
 
 impl ListenerConfig {
@@ -149,6 +162,7 @@ impl ListenerConfig {
             allow_anonymous: true,
             password_file: None,
             acl_file: None,
+            max_connections: None,
         }
     }
 }
@@ -179,7 +193,7 @@ const CLI_KEYS: ListenerKeys = ListenerKeys {
 };
 
 /// The `[limits]` table. Every key has a default.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsFile {
     /// Connections at once, all listeners together. Default 10,000.
@@ -210,6 +224,19 @@ pub struct LimitsFile {
     pub max_retained_messages: usize,
     /// Topic aliases per client. Default 64.
     pub topic_alias_maximum: u16,
+    /// New connections accepted per second, all listeners together; 0 (default) = no limit.
+    pub max_connection_rate_per_sec: u32,
+    /// PUBLISH packets a client may send per second; 0 (default) = no limit. Beyond it a
+    /// 5.0 client's QoS 1/2 messages are refused with 0x97 (quota exceeded) and QoS 0
+    /// messages are dropped; a 3.x client is slowed down (its socket is not read).
+    pub max_publish_rate_per_client: u32,
+    /// Bytes per second a client may send; 0 (default) = no limit. Beyond it the client's
+    /// socket is not read until its budget refills.
+    pub max_bytes_per_sec_per_client: u64,
+    /// Heap the broker may use, MiB, before it stops reading from publishers (and says so
+    /// in logs and metrics) until usage falls below 90% of it. 0 (default) = three quarters
+    /// of the machine's memory.
+    pub memory_budget_mib: u64,
 }
 
 impl Default for LimitsFile {
@@ -230,12 +257,16 @@ impl Default for LimitsFile {
             max_client_id_len: b.max_client_id_len,
             max_retained_messages: b.max_retained_messages,
             topic_alias_maximum: b.topic_alias_maximum,
+            max_connection_rate_per_sec: 0,
+            max_publish_rate_per_client: 0,
+            max_bytes_per_sec_per_client: 0,
+            memory_budget_mib: 0,
         }
     }
 }
 
 /// The `[mqtt]` table: protocol features.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MqttFile {
     /// Largest QoS granted, 0 to 2. Default 2.
@@ -254,15 +285,74 @@ impl Default for MqttFile {
 }
 
 /// The `[server]` table.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerFile {
     /// Worker threads of the async runtime; 0 (default) = one per CPU core.
     pub worker_threads: usize,
 }
 
+/// The `[http]` table: the HTTP listener for `/metrics`, the admin API and the dashboard.
+/// Off unless `listen` is set.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpFile {
+    /// Address of the HTTP listener, e.g. `127.0.0.1:8080`; unset (default) = no HTTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Bearer token for the admin API. With neither `token` nor `password_file`, midge
+    /// creates a random token in `token_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// File holding the admin token (default `midge-admin.token`, created with mode 0600
+    /// if missing and no `token` is set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// Password file whose users may use the admin API with HTTP Basic authentication.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// Users of `password_file` allowed; empty (default) = every user in it.
+    pub users: Vec<String>,
+    /// Ask for the token on `/metrics` too (default false: Prometheus scrapes freely).
+    pub metrics_require_auth: bool,
+}
+
+/// The `[sys]` table: `$SYS` topics.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SysFile {
+    /// Seconds between `$SYS` updates; 0 = no `$SYS` topics. Default 10.
+    pub interval_secs: u64,
+}
+
+impl Default for SysFile {
+    fn default() -> Self {
+        SysFile { interval_secs: 10 }
+    }
+}
+
+/// The `[log]` table.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogFile {
+    /// `text` (default, human-readable) or `json` (one object per line).
+    pub format: String,
+    /// Level, or levels per module: `info` (default), `warn,midge_server=debug`.
+    /// `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogFile {
+    fn default() -> Self {
+        LogFile {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
 /// The `[auth]` table: how logins are checked (the files themselves are per listener).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthFile {
     /// A refused login is answered after this many milliseconds (default 1000).
@@ -285,7 +375,7 @@ impl Default for AuthFile {
 }
 
 /// The `[storage]` table: where persistent sessions, queues and retained messages live.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageFile {
     /// Data directory (default `midge-data`, relative to the working directory).
@@ -328,7 +418,7 @@ pub struct StorageConfig {
 }
 
 /// The whole config file.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileConfig {
     /// Persistence.
@@ -343,6 +433,12 @@ pub struct FileConfig {
     pub limits: LimitsFile,
     /// Protocol features.
     pub mqtt: MqttFile,
+    /// Metrics, admin API and dashboard.
+    pub http: HttpFile,
+    /// `$SYS` topics.
+    pub sys: SysFile,
+    /// Logging.
+    pub log: LogFile,
 }
 
 impl FileConfig {
@@ -381,6 +477,56 @@ pub struct ServerConfig {
     pub auth: AuthSettings,
     /// Persistence; `None` keeps everything in memory.
     pub storage: Option<StorageConfig>,
+    /// The HTTP listener (metrics, admin API, dashboard); `None`: off.
+    pub http: Option<HttpConfig>,
+    /// Interval of `$SYS` updates; `None`: no `$SYS` topics.
+    pub sys_interval: Option<Duration>,
+    /// Rate and memory limits.
+    pub limits: RateLimits,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// The validated `[http]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Address to bind.
+    pub addr: SocketAddr,
+    /// Admin token given in the config.
+    pub token: Option<String>,
+    /// Where the admin token is kept (read, or created when there is no other way in).
+    pub token_file: PathBuf,
+    /// Password file whose users may log in with HTTP Basic authentication.
+    pub password_file: Option<PathBuf>,
+    /// Users of `password_file` allowed (empty: all).
+    pub users: Vec<String>,
+    /// Whether `/metrics` needs the token too.
+    pub metrics_require_auth: bool,
+}
+
+/// The default admin token file.
+pub const DEFAULT_TOKEN_FILE: &str = "midge-admin.token";
+
+/// Connection, publish and memory limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RateLimits {
+    /// New connections per second, all listeners; 0 = no limit.
+    pub connection_rate: u32,
+    /// PUBLISH packets per second per client; 0 = no limit.
+    pub publish_rate: u32,
+    /// Bytes per second per client; 0 = no limit.
+    pub bytes_rate: u64,
+    /// Heap budget in bytes; `None` = three quarters of the machine's memory.
+    pub memory_budget: Option<u64>,
+}
+
+/// The validated `[log]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// One JSON object per line instead of text.
+    pub json: bool,
+    /// Level directives (`info`, `warn,midge_server=debug`).
+    pub level: String,
 }
 
 impl ServerConfig {
@@ -549,7 +695,84 @@ impl ServerConfig {
             },
             recover_empty: false,
         });
+        let http = match &file.http.listen {
+            None => None,
+            Some(listen) => {
+                let addr: SocketAddr = listen.parse().map_err(|e| {
+                    invalid(
+                        "http.listen",
+                        format!("`{listen}` is not an address: {e}"),
+                        "write IP:PORT, e.g. 127.0.0.1:8080",
+                    )
+                })?;
+                if file.http.token.as_deref() == Some("") {
+                    return Err(invalid(
+                        "http.token",
+                        "is empty".into(),
+                        "remove the key (a token is then created in http.token_file) or set a long random string",
+                    ));
+                }
+                if !file.http.users.is_empty() && file.http.password_file.is_none() {
+                    return Err(invalid(
+                        "http.users",
+                        "users are listed but there is no password file to check them against"
+                            .into(),
+                        "set http.password_file, or remove http.users",
+                    ));
+                }
+                Some(HttpConfig {
+                    addr,
+                    token: file.http.token.clone(),
+                    token_file: file
+                        .http
+                        .token_file
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from(DEFAULT_TOKEN_FILE)),
+                    password_file: file.http.password_file.clone(),
+                    users: file.http.users.clone(),
+                    metrics_require_auth: file.http.metrics_require_auth,
+                })
+            }
+        };
+        if file.sys.interval_secs > 86_400 {
+            return Err(invalid(
+                "sys.interval_secs",
+                format!("{} s is longer than a day", file.sys.interval_secs),
+                "use 0 (no $SYS topics) to 86400 (default 10)",
+            ));
+        }
+        let json = match file.log.format.as_str() {
+            "text" => false,
+            "json" => true,
+            other => {
+                return Err(invalid(
+                    "log.format",
+                    format!("unknown format `{other}`"),
+                    "use \"text\" (default) or \"json\"",
+                ))
+            }
+        };
+        if l.memory_budget_mib > (1 << 30) {
+            return Err(invalid(
+                "limits.memory_budget_mib",
+                format!("{} MiB is out of range", l.memory_budget_mib),
+                "use 0 (three quarters of the machine's memory, default) or a number of MiB",
+            ));
+        }
         Ok(ServerConfig {
+            http,
+            sys_interval: (file.sys.interval_secs > 0)
+                .then(|| Duration::from_secs(file.sys.interval_secs)),
+            limits: RateLimits {
+                connection_rate: l.max_connection_rate_per_sec,
+                publish_rate: l.max_publish_rate_per_client,
+                bytes_rate: l.max_bytes_per_sec_per_client,
+                memory_budget: (l.memory_budget_mib > 0).then_some(l.memory_budget_mib << 20),
+            },
+            log: LogConfig {
+                json,
+                level: file.log.level.clone(),
+            },
             storage,
             auth: AuthSettings {
                 failed_login_delay: Duration::from_millis(a.failed_login_delay_ms),
@@ -677,15 +900,18 @@ fn validate_listener(
         allow_anonymous,
         password_file: l.password_file,
         acl_file: l.acl_file,
+        max_connections: l.max_connections,
     })
 }
 
 impl Default for ServerConfig {
-    /// The defaults of the config file, except that nothing is stored on disk: the
-    /// configuration for embedding and tests. `midge serve` stores in `midge-data`.
+    /// The defaults of the config file, except that nothing is stored on disk and there
+    /// are no `$SYS` topics: the configuration for embedding and tests. `midge serve`
+    /// stores in `midge-data` and publishes `$SYS` every 10 s.
     fn default() -> Self {
         let mut file = FileConfig::default();
         file.storage.in_memory = true;
+        file.sys.interval_secs = 0;
         ServerConfig::from_file(file, &[], "defaults")
             .expect("invariant: the default configuration is valid")
     }

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,6 +23,7 @@ use midge_codec::{decode, DecodeLimits};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, Instrument};
 
+use crate::limits::{Bucket, Limits};
 pub use crate::transport::Transport;
 
 /// Stop reading from a client while this many bytes wait to be written to it.
@@ -87,6 +88,8 @@ pub struct DriverConfig {
     pub limits: DecodeLimits,
     /// Connect timeout.
     pub connect_timeout: Duration,
+    /// Byte rate and memory budget.
+    pub live: Arc<Limits>,
 }
 
 /// Runs one connection until it closes. `guard` is dropped when it has (a connection
@@ -104,7 +107,7 @@ pub fn drive<T: Transport, G: Send>(
     let span = tracing::debug_span!("conn", %peer, client_id = tracing::field::Empty);
     // Built here rather than in the task, so the task stores it once.
     let notify = Arc::new(TaskNotify::default());
-    let conn = Connection::with_auth(
+    let mut conn = Connection::with_auth(
         setup.broker,
         notify.clone(),
         now(),
@@ -112,6 +115,7 @@ pub fn drive<T: Transport, G: Send>(
         setup.auth,
         setup.cert_identity,
     );
+    conn.set_origin(peer, setup.listener);
     serve(transport, peer, conn, notify, cfg, shutdown, guard).instrument(span)
 }
 
@@ -124,6 +128,8 @@ pub struct ConnSetup {
     pub auth: Arc<ListenerAuth>,
     /// Identity of the client's verified TLS certificate.
     pub cert_identity: Option<Box<str>>,
+    /// The listener's name (`mqtt://127.0.0.1:1883`).
+    pub listener: Arc<str>,
 }
 
 /// The connection task's one async layer. An `async` block rather than an `async fn`,
@@ -150,6 +156,27 @@ fn serve<T: Transport, G: Send>(
     }
 }
 
+/// A connection's byte-rate bucket and memory-budget wait, boxed because most connections
+/// never need them and the connection task must stay small.
+#[derive(Debug)]
+struct Limited {
+    bucket: Option<Bucket>,
+    /// Reading is paused by the byte rate until then (ms, `UNARMED`: not paused).
+    throttle_at: u64,
+    /// Registered to be woken when the memory pause ends.
+    waiting_for_memory: bool,
+}
+
+impl Default for Limited {
+    fn default() -> Self {
+        Limited {
+            bucket: None,
+            throttle_at: UNARMED,
+            waiting_for_memory: false,
+        }
+    }
+}
+
 /// What woke the connection.
 enum Wake {
     Shutdown,
@@ -164,7 +191,7 @@ enum Wake {
 fn run<'a, T: Transport>(
     transport: &'a mut T,
     conn: &'a mut Connection,
-    notify: &'a TaskNotify,
+    notify: &'a Arc<TaskNotify>,
     cfg: &'a DriverConfig,
     shutdown: &'a CancellationToken,
     peer: SocketAddr,
@@ -181,6 +208,8 @@ fn run<'a, T: Transport>(
         // The armed deadline in milliseconds, `UNARMED` if none (a plain integer: this lives
         // in every connection's task).
         let mut timer_at = UNARMED;
+        // Byte rate and memory budget state, allocated only for connections they touch.
+        let mut limited: Option<Box<Limited>> = None;
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
         loop {
@@ -197,7 +226,8 @@ fn run<'a, T: Transport>(
                 closing.get_or_insert(r);
             }
             if let Some(reason) = closing.take() {
-                close(transport, &mut out, timer.as_mut()).await;
+                let sent = &conn.broker().metrics.bytes_sent;
+                close(transport, &mut out, timer.as_mut(), sent).await;
                 return reason;
             }
             // Bytes left undecoded while paused are decoded as soon as the pause ends, without
@@ -212,7 +242,11 @@ fn run<'a, T: Transport>(
                     continue;
                 }
             }
-            let deadline = conn.next_deadline().map_or(UNARMED, |t| t.0);
+            let throttle_at = limited.as_ref().map_or(UNARMED, |l| l.throttle_at);
+            let deadline = conn
+                .next_deadline()
+                .map_or(UNARMED, |t| t.0)
+                .min(throttle_at);
             if deadline != timer_at {
                 timer_at = deadline;
                 if deadline != UNARMED {
@@ -221,14 +255,29 @@ fn run<'a, T: Transport>(
             }
             // Backpressure: a client whose output is not being read, or whose publishes wait for
             // full subscriber queues, is not read from until that clears.
-            let can_read = out.len() < OUTPUT_HIGH_WATER && !conn.read_paused();
+            let memory_pause = conn.has_published() && cfg.live.memory_paused();
+            let mut memory_wait = false;
+            if memory_pause {
+                let l = limited.get_or_insert_with(Box::default);
+                if !l.waiting_for_memory {
+                    l.waiting_for_memory = cfg.live.wait_for_memory(notify.clone());
+                }
+                memory_wait = l.waiting_for_memory;
+            } else if let Some(l) = limited.as_mut() {
+                l.waiting_for_memory = false;
+            }
+            let can_read = out.len() < OUTPUT_HIGH_WATER
+                && !conn.read_paused()
+                && throttle_at == UNARMED
+                && !memory_wait;
+            let sent = &conn.broker().metrics.bytes_sent;
             // Every source is polled in place, so waiting stores no future per source.
             let wake = std::future::poll_fn(|cx| {
                 if cancelled.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Wake::Shutdown);
                 }
                 if !out.is_empty() {
-                    match poll_write_out(transport, &mut out, cx) {
+                    match poll_write_out(transport, &mut out, cx, sent) {
                         Poll::Ready(Ok(())) => return Poll::Ready(Wake::Wrote),
                         Poll::Ready(Err(e)) => return Poll::Ready(Wake::WriteFailed(e)),
                         Poll::Pending => {}
@@ -255,6 +304,11 @@ fn run<'a, T: Transport>(
                 Wake::Timer => {
                     // Re-armed on the next turn from the connection's next deadline.
                     timer_at = UNARMED;
+                    if let Some(l) = limited.as_mut() {
+                        if l.throttle_at != UNARMED && now().0 >= l.throttle_at {
+                            l.throttle_at = UNARMED;
+                        }
+                    }
                     if let Err(r) = conn.handle_timeout(now()) {
                         closing = Some(r);
                     }
@@ -262,6 +316,23 @@ fn run<'a, T: Transport>(
                 Wake::Read(Err(e)) => return CloseReason::ConnectionLost(e.to_string()),
                 Wake::Read(Ok(0)) => return CloseReason::ConnectionLost("closed by peer".into()),
                 Wake::Read(Ok(n)) => {
+                    conn.broker()
+                        .metrics
+                        .bytes_received
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                    let rate = cfg.live.bytes_rate.load(Ordering::Relaxed);
+                    if rate > 0 {
+                        let l = limited.get_or_insert_with(Box::default);
+                        let b = l.bucket.get_or_insert_with(|| Bucket::new(rate as f64));
+                        let wait = b.spend(n as f64, rate as f64, std::time::Instant::now());
+                        if !wait.is_zero() {
+                            l.throttle_at = (now() + wait).0;
+                            cfg.live
+                                .stats
+                                .throttled_bytes
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                     read_size = if n >= read_size {
                         (read_size * 2).min(READ_MAX)
                     } else if n < read_size / 4 {
@@ -327,6 +398,7 @@ fn poll_write_out<T: Transport>(
     transport: &mut T,
     out: &mut OutBuffer,
     cx: &mut Context<'_>,
+    sent: &AtomicU64,
 ) -> Poll<io::Result<()>> {
     while !out.is_empty() {
         // On the stack of this poll: no allocation per write, nothing kept between polls.
@@ -341,6 +413,7 @@ fn poll_write_out<T: Transport>(
             return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
         }
         out.advance(n);
+        sent.fetch_add(n as u64, Ordering::Relaxed);
     }
     transport.poll_flush(cx)
 }
@@ -351,6 +424,7 @@ async fn close<T: Transport>(
     transport: &mut T,
     out: &mut OutBuffer,
     mut timer: Pin<&mut tokio::time::Sleep>,
+    sent: &AtomicU64,
 ) {
     timer
         .as_mut()
@@ -359,7 +433,7 @@ async fn close<T: Transport>(
         if timer.as_mut().poll(cx).is_ready() {
             return Poll::Ready(false);
         }
-        poll_write_out(transport, out, cx).map(|r| r.is_ok())
+        poll_write_out(transport, out, cx, sent).map(|r| r.is_ok())
     })
     .await;
     if !flushed {

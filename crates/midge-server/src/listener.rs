@@ -1,15 +1,20 @@
 //! Listeners of four kinds (`mqtt`, `mqtts`, `ws`, `wss`): each accepts TCP connections,
 //! performs its handshakes within the connect timeout, and hands the resulting transport
 //! to the one connection driver.
+//!
+//! What a listener needs per connection (certificates, authentication, WebSocket path,
+//! connection slots) is one `ListenerRuntime` behind an `ArcSwap`: a reload swaps it and the
+//! next accepted connection uses the new one, while connections already open keep theirs.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use midge_broker::auth::ListenerAuth;
 use midge_broker::Broker;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -17,65 +22,103 @@ use tracing::{info, warn};
 use crate::auth::{listener_auth, AuthFiles, AuthPool, AuthSettings};
 use crate::config::{ListenerConfig, ListenerKind};
 use crate::driver::{self, ConnSetup, DriverConfig};
+use crate::limits::{SlotGuard, Slots};
 use crate::transport::tls::{self, TlsAcceptorHandle};
 use crate::transport::ws;
 
-/// A bound listener.
+/// Everything a listener reads for a new connection; replaced as a whole on reload.
 #[derive(Debug)]
-pub struct BoundListener {
+pub struct ListenerRuntime {
     /// Its configuration.
     pub config: ListenerConfig,
-    /// The socket.
-    pub tcp: TcpListener,
+    /// `scheme://address` as bound.
+    pub name: Arc<str>,
     /// The TLS configuration, for `mqtts` and `wss`.
     pub tls: Option<Arc<TlsAcceptorHandle>>,
     /// Who may connect and what they may do.
     pub auth: Arc<ListenerAuth>,
     /// The password and ACL files behind `auth`, to reload them.
     pub auth_files: AuthFiles,
+    /// WebSocket path.
+    pub ws_path: Arc<str>,
+    /// This listener's own connection slots, if it has a limit.
+    pub slots: Option<Arc<Slots>>,
 }
 
-impl BoundListener {
-    /// Binds the socket and loads the certificates, password and ACL files; password checks
-    /// run on `pool`.
-    pub async fn bind(
+impl ListenerRuntime {
+    /// Loads the certificates, password and ACL files of `config`; password checks run on
+    /// `pool`. `name` is the listener's bound name.
+    pub fn load(
         config: ListenerConfig,
+        name: Arc<str>,
         settings: &AuthSettings,
         pool: Option<&Arc<AuthPool>>,
     ) -> std::io::Result<Self> {
-        let url = format!("{}://{}", config.kind.scheme(), config.addr);
         let alpn = if config.kind.is_ws() {
             tls::ALPN_HTTP1
         } else {
             tls::ALPN_MQTT
         };
+        let invalid = |e: String| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("listener {name}: {e}"),
+            )
+        };
         let tls = match &config.tls {
             Some(t) => Some(Arc::new(
-                TlsAcceptorHandle::with_alpn(t.clone(), alpn).map_err(|e| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidInput,
-                        format!("listener {url}: {e}"),
-                    )
-                })?,
+                TlsAcceptorHandle::with_alpn(t.clone(), alpn)
+                    .map_err(|e| invalid(e.to_string()))?,
             )),
             None => None,
         };
-        let (auth, auth_files) = listener_auth(&config, settings, pool).map_err(|e| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("listener {url}: {e}"),
-            )
-        })?;
-        let auth = Arc::new(auth);
+        let (auth, auth_files) =
+            listener_auth(&config, settings, pool).map_err(|e| invalid(e.to_string()))?;
+        Ok(ListenerRuntime {
+            ws_path: config.ws_path.as_str().into(),
+            slots: config.max_connections.map(Slots::new),
+            config,
+            name,
+            tls,
+            auth: Arc::new(auth),
+            auth_files,
+        })
+    }
+}
+
+/// A bound listener.
+#[derive(Debug)]
+pub struct BoundListener {
+    /// The socket.
+    pub tcp: TcpListener,
+    /// What new connections use.
+    pub runtime: Arc<ArcSwap<ListenerRuntime>>,
+    /// Stops this listener (and closes its connections) without stopping the server.
+    pub stop: CancellationToken,
+}
+
+impl BoundListener {
+    /// Binds the socket and loads the certificates, password and ACL files; password checks
+    /// run on `pool`. `stop` is cancelled to remove the listener.
+    pub async fn bind(
+        config: ListenerConfig,
+        settings: &AuthSettings,
+        pool: Option<&Arc<AuthPool>>,
+        stop: CancellationToken,
+    ) -> std::io::Result<Self> {
+        let url = format!("{}://{}", config.kind.scheme(), config.addr);
+        // Loaded first: a listener with bad files is refused before its port is taken.
+        let probe = ListenerRuntime::load(config.clone(), url.as_str().into(), settings, pool)?;
         let tcp = TcpListener::bind(config.addr)
             .await
             .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {url}: {e}")))?;
+        let bound = tcp.local_addr()?;
+        let name: Arc<str> = format!("{}://{bound}", config.kind.scheme()).into();
+        let runtime = ListenerRuntime { name, ..probe };
         Ok(BoundListener {
-            config,
             tcp,
-            tls,
-            auth,
-            auth_files,
+            runtime: Arc::new(ArcSwap::from_pointee(runtime)),
+            stop,
         })
     }
 
@@ -90,30 +133,73 @@ impl BoundListener {
 pub struct Shared {
     /// The broker.
     pub broker: Arc<Broker>,
-    /// Driver settings.
-    pub cfg: Arc<DriverConfig>,
-    /// Connection slots (`max_connections`).
-    pub permits: Arc<Semaphore>,
+    /// Driver settings (replaced on reload).
+    pub cfg: Arc<ArcSwap<DriverConfig>>,
     /// Server shutdown.
     pub shutdown: CancellationToken,
     /// Every task of the server.
     pub tasks: TaskTracker,
 }
 
-/// Accepts connections until shutdown.
+/// The slots a connection holds, given back when it ends.
+#[derive(Debug)]
+struct Permit {
+    _total: SlotGuard,
+    _listener: Option<SlotGuard>,
+}
+
+/// Takes a slot in total and on the listener, and a token of the connection rate.
+fn admit(rt: &ListenerRuntime, cfg: &DriverConfig, peer: SocketAddr) -> Option<Permit> {
+    let live = &cfg.live;
+    let Some(total) = live.slots.try_take() else {
+        live.stats
+            .refused_max_connections
+            .fetch_add(1, Ordering::Relaxed);
+        warn!(%peer, "connection refused: limits.max_connections reached");
+        return None;
+    };
+    let listener = match &rt.slots {
+        Some(slots) => match slots.try_take() {
+            Some(g) => Some(g),
+            None => {
+                live.stats
+                    .refused_max_connections
+                    .fetch_add(1, Ordering::Relaxed);
+                warn!(%peer, listener = %rt.name, "connection refused: the listener's max_connections reached");
+                return None;
+            }
+        },
+        None => None,
+    };
+    if !live.accept_allowed() {
+        warn!(%peer, "connection refused: limits.max_connection_rate_per_sec exceeded");
+        return None;
+    }
+    Some(Permit {
+        _total: total,
+        _listener: listener,
+    })
+}
+
+/// Accepts connections until shutdown or until the listener is removed; removing it also
+/// closes its connections.
 pub async fn accept_loop(listener: BoundListener, shared: Shared) {
-    let kind = listener.config.kind;
     if let Ok(addr) = listener.local_addr() {
+        let kind = listener.runtime.load().config.kind;
         info!(%addr, "listening for MQTT on {}://{addr}", kind.scheme());
     }
-    let ws_path: Arc<str> = listener.config.ws_path.as_str().into();
-    let handshake = Handshake::for_kind(kind);
+    let stop = listener.stop.clone();
+    // The listener's connections stop with the server or with the listener.
+    let shared = Shared {
+        shutdown: stop.clone(),
+        ..shared
+    };
     loop {
         let accepted = tokio::select! {
             // Cancel-safe: `accept` loses no connection when dropped.
             r = listener.tcp.accept() => r,
             // Cancel-safe: level-triggered.
-            _ = shared.shutdown.cancelled() => return,
+            _ = stop.cancelled() => return,
         };
         let (stream, peer) = match accepted {
             Ok(x) => x,
@@ -124,35 +210,34 @@ pub async fn accept_loop(listener: BoundListener, shared: Shared) {
                 continue;
             }
         };
-        let Ok(permit) = shared.permits.clone().try_acquire_owned() else {
-            warn!(%peer, "connection refused: max_connections reached");
+        let rt = listener.runtime.load_full();
+        let cfg = shared.cfg.load_full();
+        let Some(permit) = admit(&rt, &cfg, peer) else {
             drop(stream);
             continue;
         };
         let _ = stream.set_nodelay(true);
         let s = &shared;
-        match handshake {
+        match Handshake::for_kind(rt.config.kind) {
             // The plain path spawns the driver itself: the smallest task per connection.
             None => {
                 s.tasks.spawn(driver::drive(
                     stream,
                     peer,
-                    setup(s, &listener.auth, None),
-                    s.cfg.clone(),
+                    setup(s, &rt, None),
+                    cfg,
                     s.shutdown.clone(),
                     permit,
                 ));
             }
             Some(handshake) => {
-                let tls = listener.tls.clone();
                 s.tasks.spawn(handshake_then_drive(
                     handshake,
                     stream,
                     peer,
-                    tls,
-                    listener.auth.clone(),
-                    ws_path.clone(),
+                    rt,
                     shared.clone(),
+                    cfg,
                     permit,
                 ));
             }
@@ -181,37 +266,34 @@ impl Handshake {
 }
 
 /// TLS and WebSocket handshakes, within the connect timeout, then the driver.
-// Each argument is one owned piece of the new connection's task; bundling them would only
-// add a struct that is unpacked at once.
-#[allow(clippy::too_many_arguments)]
 async fn handshake_then_drive(
     handshake: Handshake,
     stream: TcpStream,
     peer: SocketAddr,
-    tls: Option<Arc<TlsAcceptorHandle>>,
-    auth: Arc<ListenerAuth>,
-    ws_path: Arc<str>,
+    rt: Arc<ListenerRuntime>,
     s: Shared,
-    permit: OwnedSemaphorePermit,
+    cfg: Arc<DriverConfig>,
+    permit: Permit,
 ) {
-    let deadline = tokio::time::Instant::now() + s.cfg.connect_timeout;
+    let deadline = tokio::time::Instant::now() + cfg.connect_timeout;
     // A WebSocket message holds at most one maximum-size packet plus its framing.
-    let max_message = s.cfg.limits.max_packet_size as usize + 16;
-    let (cfg, shutdown) = (s.cfg.clone(), s.shutdown.clone());
+    let max_message = cfg.limits.max_packet_size as usize + 16;
+    let shutdown = s.shutdown.clone();
+    let tls = rt.tls.clone();
     match handshake {
         Handshake::Tls => {
             let Some(t) = within(deadline, peer, "TLS", tls_accept(tls, stream)).await else {
                 return;
             };
-            let setup = setup(&s, &auth, tls::peer_identity(&t));
+            let setup = setup(&s, &rt, tls::peer_identity(&t));
             driver::drive(t, peer, setup, cfg, shutdown, permit).await
         }
         Handshake::Ws => {
-            let handshake = ws::accept(stream, &ws_path, max_message);
+            let handshake = ws::accept(stream, &rt.ws_path, max_message);
             let Some(w) = within(deadline, peer, "WebSocket", handshake).await else {
                 return;
             };
-            let setup = setup(&s, &auth, None);
+            let setup = setup(&s, &rt, None);
             driver::drive(w, peer, setup, cfg, shutdown, permit).await
         }
         Handshake::TlsThenWs => {
@@ -219,21 +301,22 @@ async fn handshake_then_drive(
                 return;
             };
             let identity = tls::peer_identity(&t);
-            let handshake = ws::accept(t, &ws_path, max_message);
+            let handshake = ws::accept(t, &rt.ws_path, max_message);
             let Some(w) = within(deadline, peer, "WebSocket", handshake).await else {
                 return;
             };
-            let setup = setup(&s, &auth, identity);
+            let setup = setup(&s, &rt, identity);
             driver::drive(w, peer, setup, cfg, shutdown, permit).await
         }
     }
 }
 
-fn setup(s: &Shared, auth: &Arc<ListenerAuth>, cert_identity: Option<String>) -> ConnSetup {
+fn setup(s: &Shared, rt: &ListenerRuntime, cert_identity: Option<String>) -> ConnSetup {
     ConnSetup {
         broker: s.broker.clone(),
-        auth: auth.clone(),
+        auth: rt.auth.clone(),
         cert_identity: cert_identity.map(String::into_boxed_str),
+        listener: rt.name.clone(),
     }
 }
 
@@ -261,38 +344,6 @@ async fn within<T, E: std::fmt::Display>(
         Err(_) => {
             info!(%peer, "{what} handshake timed out");
             None
-        }
-    }
-}
-
-/// Reloads the certificates of TLS listeners whose files changed, every `every`, until
-/// shutdown. A failed reload is logged and the running certificates stay.
-pub async fn watch_certificates(
-    handles: Vec<Arc<TlsAcceptorHandle>>,
-    every: Duration,
-    shutdown: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            // Cancel-safe: a timer.
-            _ = tokio::time::sleep(every) => reload_certificates(&handles, false),
-            // Cancel-safe: level-triggered.
-            _ = shutdown.cancelled() => return,
-        }
-    }
-}
-
-/// Reloads TLS certificates now (`force`) or if their files changed.
-pub fn reload_certificates(handles: &[Arc<TlsAcceptorHandle>], force: bool) {
-    for h in handles {
-        match h.reload(force) {
-            Ok(true) => {
-                info!(cert = %h.settings().cert_file.display(), "TLS certificates reloaded")
-            }
-            Ok(false) => {}
-            Err(e) => {
-                warn!(error = %e, "TLS certificates not reloaded; the previous ones stay in use")
-            }
         }
     }
 }

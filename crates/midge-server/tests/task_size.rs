@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use midge_broker::auth::ListenerAuth;
 use midge_broker::Broker;
+use midge_server::config::RateLimits;
 use midge_server::driver::{drive, ConnSetup, DriverConfig};
+use midge_server::limits::{Limits, Slots};
 
 #[tokio::test]
 async fn connection_future_fits_a_one_kib_task() {
@@ -21,10 +23,13 @@ async fn connection_future_fits_a_one_kib_task() {
     let cfg = Arc::new(DriverConfig {
         limits: Default::default(),
         connect_timeout: Duration::from_secs(1),
+        live: Arc::new(Limits::new(10, &RateLimits::default())),
     });
-    let permit = Arc::new(tokio::sync::Semaphore::new(1))
-        .try_acquire_owned()
-        .expect("permit");
+    // What the listener gives each connection: a slot in total and one on the listener.
+    let permit = (
+        Slots::new(1).try_take().expect("slot"),
+        Slots::new(1).try_take(),
+    );
     let future = drive(
         stream,
         addr,
@@ -32,6 +37,7 @@ async fn connection_future_fits_a_one_kib_task() {
             broker,
             auth: Arc::new(ListenerAuth::open()),
             cert_identity: None,
+            listener: Arc::from("mqtt://127.0.0.1:1883"),
         },
         cfg,
         tokio_util::sync::CancellationToken::new(),

@@ -1,6 +1,10 @@
 //! The `midge` binary: the broker and its client tools behind one command line.
 
 mod bench;
+mod check_config;
+mod ctl;
+mod heap;
+mod mosquitto_conf;
 mod passwd;
 mod serve;
 mod store;
@@ -38,6 +42,11 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Inspect a data directory offline: `check`, `dump`.
     Store(store::StoreArgs),
+    /// Operate a running broker through its admin API (`serve --listen-http`).
+    Ctl(ctl::CtlArgs),
+    /// Check a config file (midge TOML or mosquitto.conf) as `midge serve` would and print
+    /// the equivalent midge TOML.
+    CheckConfig(check_config::CheckConfigArgs),
     /// Print the version.
     Version,
 }
@@ -54,6 +63,17 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Passwd(args)) => passwd::run(args),
         Some(Command::Store(args)) => {
             let code = store::run(args)?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
+        Some(Command::CheckConfig(args)) => check_config::run(args),
+        Some(Command::Ctl(args)) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let code = runtime.block_on(ctl::run(args));
             if code != 0 {
                 std::process::exit(code);
             }

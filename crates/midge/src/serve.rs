@@ -8,7 +8,7 @@ use midge_server::{FileConfig, ListenerFile, ListenerKind, Server, ServerConfig}
 use tracing_subscriber::EnvFilter;
 
 /// Options of `midge serve`.
-#[derive(Debug, Default, clap::Args)]
+#[derive(Debug, Default, Clone, clap::Args)]
 pub struct ServeArgs {
     /// Address to listen on for MQTT over TCP (repeatable; replaces the default
     /// 127.0.0.1:1883 and the config file's listeners). Port 0 picks a free port.
@@ -60,8 +60,28 @@ pub struct ServeArgs {
     #[arg(long, conflicts_with = "in_memory")]
     pub recover_empty: bool,
     /// TOML configuration file (see README for the keys).
-    #[arg(long, short = 'c', value_name = "FILE")]
+    #[arg(
+        long,
+        short = 'c',
+        value_name = "FILE",
+        conflicts_with = "mosquitto_conf"
+    )]
     pub config: Option<PathBuf>,
+    /// Read an existing mosquitto.conf instead of a midge config file (options midge does
+    /// not support are reported once each; `midge check-config` shows the translation).
+    #[arg(long, value_name = "FILE")]
+    pub mosquitto_conf: Option<PathBuf>,
+    /// Serve /metrics, the admin API and the dashboard over HTTP on ADDR (overrides
+    /// `http.listen`), e.g. 127.0.0.1:8080.
+    #[arg(long = "listen-http", value_name = "ADDR")]
+    pub listen_http: Option<String>,
+    /// Log format: text (default) or json (overrides `log.format`).
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Log level, or levels per module, e.g. `warn,midge_server=debug` (overrides
+    /// `log.level`; RUST_LOG overrides both).
+    #[arg(long, value_name = "LEVELS")]
+    pub log_level: Option<String>,
     /// Worker threads (default: one per CPU core; overrides `server.worker_threads`).
     #[arg(long = "workers", value_name = "N")]
     pub workers: Option<usize>,
@@ -72,25 +92,10 @@ pub struct ServeArgs {
 
 /// Runs the broker until a signal stops it.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging(args.verbose);
-    let (file, origin) = match &args.config {
-        Some(path) => (FileConfig::load(path)?, path.display().to_string()),
-        None => (FileConfig::default(), "command line".to_owned()),
-    };
-    let mut file = file;
-    if let Some(n) = args.workers {
-        file.server.worker_threads = n;
-    }
-    if let Some(dir) = &args.data_dir {
-        file.storage.data_dir = dir.clone();
-        file.storage.in_memory = false;
-    }
-    if args.in_memory {
-        file.storage.in_memory = true;
-    }
-    let mut config = ServerConfig::from_file(file, &cli_listeners(&args)?, &origin)?;
-    if let Some(s) = config.storage.as_mut() {
-        s.recover_empty = args.recover_empty;
+    let (config, warnings) = load_config(&args)?;
+    init_logging(&config.log, args.verbose)?;
+    for w in warnings {
+        tracing::warn!("{w}");
     }
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if config.worker_threads > 0 {
@@ -101,8 +106,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .thread_name("midge-worker")
         .build()
         .context("cannot start the async runtime")?;
+    let source_args = args.clone();
+    let source: midge_server::ConfigSource = std::sync::Arc::new(move || {
+        load_config(&source_args)
+            .map(|(c, _)| c)
+            .map_err(|e| format!("{e:#}"))
+    });
     runtime.block_on(async move {
-        let server = Server::bind(config).await?;
+        let mut server = Server::bind(config).await?.with_config_source(source);
+        if let Some(probe) = crate::heap::probe() {
+            server = server.with_heap_probe(probe);
+        }
         let running = server.start();
         tracing::info!(version = env!("CARGO_PKG_VERSION"), "midge started");
         wait_for_signal(&running).await?;
@@ -111,6 +125,48 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Reads the config file (midge TOML or mosquitto.conf) and applies the flags: the whole
+/// configuration, as at start and on every reload. Also returns warnings to log (options
+/// of a mosquitto.conf that midge does not support).
+pub fn load_config(args: &ServeArgs) -> anyhow::Result<(ServerConfig, Vec<String>)> {
+    let (mut file, origin, warnings) = match (&args.config, &args.mosquitto_conf) {
+        (Some(path), _) => (
+            FileConfig::load(path)?,
+            path.display().to_string(),
+            Vec::new(),
+        ),
+        (None, Some(path)) => {
+            let (file, warnings) = crate::mosquitto_conf::load(path)?;
+            (file, path.display().to_string(), warnings)
+        }
+        (None, None) => (FileConfig::default(), "command line".to_owned(), Vec::new()),
+    };
+    if let Some(n) = args.workers {
+        file.server.worker_threads = n;
+    }
+    if let Some(dir) = &args.data_dir {
+        file.storage.data_dir = dir.clone();
+        file.storage.in_memory = false;
+    }
+    if args.in_memory {
+        file.storage.in_memory = true;
+    }
+    if let Some(addr) = &args.listen_http {
+        file.http.listen = Some(addr.clone());
+    }
+    if let Some(f) = &args.log_format {
+        file.log.format = f.clone();
+    }
+    if let Some(l) = &args.log_level {
+        file.log.level = l.clone();
+    }
+    let mut config = ServerConfig::from_file(file, &cli_listeners(args)?, &origin)?;
+    if let Some(s) = config.storage.as_mut() {
+        s.recover_empty = args.recover_empty;
+    }
+    Ok((config, warnings))
 }
 
 /// The listeners given by flags, each with the flags' TLS and authentication settings.
@@ -159,21 +215,35 @@ fn cli_listeners(args: &ServeArgs) -> anyhow::Result<Vec<ListenerFile>> {
     Ok(out)
 }
 
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
+/// Text or JSON logs at the configured levels; `-v`/`-vv` raise every module to debug or
+/// trace, and `RUST_LOG` overrides both.
+fn init_logging(log: &midge_server::config::LogConfig, verbose: u8) -> anyhow::Result<()> {
+    let levels = match verbose {
+        0 => log.level.clone(),
+        1 => "debug".to_owned(),
+        _ => "trace".to_owned(),
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let filter = match EnvFilter::try_from_default_env() {
+        Ok(f) => f,
+        Err(_) => EnvFilter::try_new(&levels).map_err(|e| {
+            anyhow::anyhow!(
+                "log.level (--log-level): `{levels}` is not a level list ({e}); use e.g. \"info\" or \"warn,midge_server=debug\""
+            )
+        })?,
+    };
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if log.json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+    Ok(())
 }
 
-/// Waits for SIGINT or SIGTERM; SIGHUP reloads certificates, password and ACL files
-/// meanwhile.
+/// Waits for SIGINT or SIGTERM; SIGHUP reloads the configuration (and with it certificates,
+/// password and ACL files) meanwhile.
 async fn wait_for_signal(running: &midge_server::RunningServer) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
@@ -191,10 +261,9 @@ async fn wait_for_signal(running: &midge_server::RunningServer) -> anyhow::Resul
                 _ = term.recv() => break,
                 // Cancel-safe: as above.
                 _ = hup.recv() => {
-                    tracing::info!("SIGHUP: reloading certificates, password and ACL files");
-                    running.reload_certificates();
-                    if let Err(e) = running.reload_auth_files() {
-                        tracing::warn!(error = %e, "not every file reloaded; the previous versions stay in force");
+                    tracing::info!("SIGHUP: reloading the configuration, certificates, password and ACL files");
+                    if let Err(e) = running.reload().await {
+                        tracing::warn!(error = %e, "reload refused; the running configuration stays");
                     }
                 }
             }

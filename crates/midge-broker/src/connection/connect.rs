@@ -27,7 +27,7 @@ use super::{Active, CloseReason, ConnectInfo, Connection, State};
 use crate::auth::{Action, AuthExchange, AuthRequest, AuthStep, ClientIdentity, ListenerAuth};
 use crate::broker::ConnectRequest;
 use crate::message::Message;
-use crate::session::{Notify, QueueLimits, WillMessage};
+use crate::session::{ClientInfo, Notify, QueueLimits, WillMessage};
 use crate::small::U16Map;
 use crate::time::Timestamp;
 
@@ -439,7 +439,7 @@ impl Connection {
             ..
         } = pending;
         let v5 = c.protocol.is_v5();
-        let config = self.broker.config().clone();
+        let config = self.broker.config();
         if let Some(w) = &c.will {
             let who = ClientIdentity {
                 client_id: client_id.as_str(),
@@ -515,6 +515,15 @@ impl Connection {
                 will,
                 limits,
                 notify: self.notify.clone(),
+                info: Arc::new(ClientInfo {
+                    peer: self.origin.as_ref().map(|o| o.0),
+                    // Not needed after CONNECT: freed here.
+                    listener: self.origin.take().map_or_else(|| Arc::from(""), |o| o.1),
+                    username: username.clone(),
+                    keep_alive,
+                    clean_start: c.clean_start,
+                    connected_at: now,
+                }),
             },
             now,
         );
