@@ -556,11 +556,17 @@ impl Broker {
         now: Timestamp,
     ) -> PublishOutcome {
         self.metrics.count_received(msg.qos, msg.payload.len());
-        self.route(msg, publisher, waiter, now)
+        let outcome = self.route(msg, publisher, waiter, now);
+        if outcome.matched == 0 {
+            self.metrics
+                .messages_unrouted
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        outcome
     }
 
     /// Publishes a broker message (`$SYS`): routed and retained like any other, not counted
-    /// as received, and never written to the store.
+    /// as received or unrouted, and never written to the store.
     pub fn publish_internal(&self, msg: Message, now: Timestamp) -> usize {
         self.route(msg, None, None, now).matched
     }
@@ -656,11 +662,6 @@ impl Broker {
                 congested.push(s);
             }
             self.count_enqueue(outcome);
-        }
-        if matched == 0 {
-            self.metrics
-                .messages_unrouted
-                .fetch_add(1, Ordering::Relaxed);
         }
         PublishOutcome {
             matched,

@@ -118,6 +118,7 @@ impl Metrics {
             &self.dropped_expired,
             &self.dropped_quota_exceeded,
             &self.dropped_not_authorized,
+            &self.retained_dropped_full,
         ]
         .iter()
         .map(|c| c.load(Ordering::Relaxed))

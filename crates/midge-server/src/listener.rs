@@ -109,8 +109,7 @@ impl BoundListener {
         let url = format!("{}://{}", config.kind.scheme(), config.addr);
         // Loaded first: a listener with bad files is refused before its port is taken.
         let probe = ListenerRuntime::load(config.clone(), url.as_str().into(), settings, pool)?;
-        let tcp = TcpListener::bind(config.addr)
-            .await
+        let tcp = listen(config.addr)
             .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {url}: {e}")))?;
         let bound = tcp.local_addr()?;
         let name: Arc<str> = format!("{}://{bound}", config.kind.scheme()).into();
@@ -126,6 +125,22 @@ impl BoundListener {
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.tcp.local_addr()
     }
+}
+
+/// Connections the kernel may hold waiting for `accept` (capped by `net.core.somaxconn`);
+/// tokio's default of 128 overflows under connection storms.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a TCP listener with `SO_REUSEADDR` and a backlog of `LISTEN_BACKLOG`.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// What every connection task of a server shares.

@@ -1,6 +1,15 @@
 //! `midge ctl`: the command-line front end of the admin API (`--listen-http`). Prints tables
 //! for people and `--json` for scripts; exits 0 on success, 1 when the broker refused (the
-//! message says why), 2 when it could not be reached.
+//! message says why), 2 when it could not be reached. Output to a closed pipe (`| head`)
+//! is dropped quietly.
+
+/// `println!` that ignores a closed standard output.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 
 use std::path::PathBuf;
 
@@ -348,7 +357,7 @@ async fn run_inner(args: &CtlArgs) -> anyhow::Result<i32> {
     }
     if args.json {
         if !json.is_null() {
-            println!("{json}");
+            say!("{json}");
         }
         return Ok(0);
     }
@@ -387,7 +396,7 @@ fn table(rows: &[Value], cols: &[&str]) {
             .zip(&widths)
             .map(|(v, w)| format!("{v:<w$}"))
             .collect();
-        println!("{}", parts.join("  ").trim_end());
+        say!("{}", parts.join("  ").trim_end());
     };
     line(cols.iter().map(|c| c.to_uppercase()).collect());
     for r in cells {
@@ -404,7 +413,7 @@ fn print_human(cmd: &CtlCommand, json: &Value) {
             .unwrap_or_default()
     };
     let total = || {
-        println!("({} in total)", s(json, "total"));
+        say!("({} in total)", s(json, "total"));
     };
     match cmd {
         C::Status | C::Client { .. } | C::Session { .. } => {
@@ -413,14 +422,14 @@ fn print_human(cmd: &CtlCommand, json: &Value) {
                     if k == "filters" {
                         continue;
                     }
-                    println!("{k:<22} {}", s(json, k));
+                    say!("{k:<22} {}", s(json, k));
                     let _ = v;
                 }
             }
             if let C::Session { .. } = cmd {
                 let filters = list("filters");
                 if !filters.is_empty() {
-                    println!();
+                    say!();
                     table(
                         &filters,
                         &[
@@ -486,18 +495,18 @@ fn print_human(cmd: &CtlCommand, json: &Value) {
             );
             total();
         }
-        C::Kick { id } => println!("kicked {id}"),
-        C::DeleteSession { id } => println!("deleted the session of {id}"),
-        C::DeleteRetained { topic } => println!("deleted the retained message of {topic}"),
-        C::Publish { .. } => println!("published, matched {} subscription(s)", s(json, "matched")),
+        C::Kick { id } => say!("kicked {id}"),
+        C::DeleteSession { id } => say!("deleted the session of {id}"),
+        C::DeleteRetained { topic } => say!("deleted the retained message of {topic}"),
+        C::Publish { .. } => say!("published, matched {} subscription(s)", s(json, "matched")),
         C::Reload => {
             let changes = list("changes");
             if changes.is_empty() {
-                println!("reloaded, nothing changed");
+                say!("reloaded, nothing changed");
             } else {
-                println!("reloaded:");
+                say!("reloaded:");
                 for c in changes {
-                    println!("  {}", c.as_str().unwrap_or_default());
+                    say!("  {}", c.as_str().unwrap_or_default());
                 }
             }
         }
@@ -535,9 +544,9 @@ async fn watch(client: &Client, filter: &str, json: bool) -> anyhow::Result<i32>
                 if let Some(d) = line.strip_prefix("data:") {
                     let d = d.trim();
                     if json {
-                        println!("{d}");
+                        say!("{d}");
                     } else if let Ok(v) = serde_json::from_str::<Value>(d) {
-                        println!("{} {}", s(&v, "topic"), s(&v, "payload"));
+                        say!("{} {}", s(&v, "topic"), s(&v, "payload"));
                     }
                 }
             }
