@@ -137,11 +137,14 @@ fn ctl_operates_a_running_broker_and_reloads_it() {
         "--log-format",
         "json",
     ]);
-    until("the MQTT and HTTP listeners", || accepts(p1) && accepts(http));
+    until("the MQTT and HTTP listeners", || {
+        accepts(p1) && accepts(http)
+    });
 
     // JSON logs: every line is one object with a level.
     let line = broker.logs.recv_timeout(WAIT).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
     assert!(v.get("level").is_some(), "{line}");
 
     let sub = mosquitto_sub(p1, "ctl-sub", "ctl/#");
@@ -154,7 +157,10 @@ fn ctl_operates_a_running_broker_and_reloads_it() {
     assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
 
     // Publish through the API: the subscriber prints it; it is retained, then deleted.
-    let o = ctl(http, &["publish", "ctl/a", "hello from ctl", "-r", "-q", "1"]);
+    let o = ctl(
+        http,
+        &["publish", "ctl/a", "hello from ctl", "-r", "-q", "1"],
+    );
     assert!(o.status.success(), "{o:?}");
     assert_eq!(sub.lines.recv_timeout(WAIT).unwrap(), "hello from ctl");
     assert!(stdout(&ctl(http, &["retained"])).contains("ctl/a"));
