@@ -154,10 +154,15 @@ pub async fn serve(h: BoundHttp, control: Arc<Control>, shutdown: CancellationTo
 }
 
 fn router(state: AppState) -> Router {
-    let api = api::routes().layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        require_admin,
-    ));
+    // A publish body holds at most one maximum-size message, base64-encoded, plus its JSON.
+    let max_packet = state.control.broker.config().max_packet_size as usize;
+    let body_limit = max_packet / 3 * 4 + 64 * 1024;
+    let api = api::routes()
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_admin,
+        ));
     Router::new()
         .route("/", get(|| asset("text/html; charset=utf-8", ASSET_INDEX)))
         .route(
