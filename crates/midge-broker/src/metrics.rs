@@ -29,13 +29,9 @@ pub struct Metrics {
     pub clients_connected: AtomicI64,
     /// Most clients connected at once (gauge).
     pub clients_maximum: AtomicI64,
-    /// PUBLISH received from clients (and wills published).
-    pub messages_received: AtomicU64,
-    /// PUBLISH received, by QoS.
+    /// PUBLISH received from clients (and wills published), by QoS; `received()` sums them.
     pub messages_received_qos: [AtomicU64; 3],
-    /// PUBLISH sent to clients.
-    pub messages_sent: AtomicU64,
-    /// PUBLISH sent, by QoS.
+    /// PUBLISH sent to clients, by QoS; `sent()` sums them.
     pub messages_sent_qos: [AtomicU64; 3],
     /// Payload bytes of the PUBLISH received.
     pub publish_bytes_received: AtomicU64,
@@ -74,7 +70,6 @@ pub struct Metrics {
 impl Metrics {
     /// Counts a PUBLISH received.
     pub fn count_received(&self, qos: QoS, payload_len: usize) {
-        self.messages_received.fetch_add(1, Ordering::Relaxed);
         self.messages_received_qos[qos as usize].fetch_add(1, Ordering::Relaxed);
         self.publish_bytes_received
             .fetch_add(payload_len as u64, Ordering::Relaxed);
@@ -82,8 +77,23 @@ impl Metrics {
 
     /// Counts a PUBLISH sent.
     pub fn count_sent(&self, qos: QoS) {
-        self.messages_sent.fetch_add(1, Ordering::Relaxed);
         self.messages_sent_qos[qos as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// PUBLISH received, every QoS.
+    pub fn received(&self) -> u64 {
+        self.messages_received_qos
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// PUBLISH sent, every QoS.
+    pub fn sent(&self) -> u64 {
+        self.messages_sent_qos
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Counts the end of an accepted connection.

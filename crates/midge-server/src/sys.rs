@@ -52,8 +52,8 @@ const LOADS: [&str; 8] = [
 
 fn load_values(c: &Control) -> [u64; 8] {
     let m = &c.broker.metrics;
-    let r = m.messages_received.load(Ordering::Relaxed);
-    let s = m.messages_sent.load(Ordering::Relaxed);
+    let r = m.received();
+    let s = m.sent();
     [
         r,
         s,
@@ -97,19 +97,16 @@ fn topics(c: &Control, loads: &[Load; 8]) -> Vec<(String, String)> {
             m.clients_maximum.load(Ordering::Relaxed).to_string(),
         ),
         ("clients/expired".into(), get(&m.sessions_expired)),
-        ("messages/received".into(), get(&m.messages_received)),
-        ("messages/sent".into(), get(&m.messages_sent)),
+        ("messages/received".into(), m.received().to_string()),
+        ("messages/sent".into(), m.sent().to_string()),
         (
             "messages/stored".into(),
             (t.queued_messages + retained).to_string(),
         ),
         ("store/messages/count".into(), t.queued_messages.to_string()),
         ("store/messages/bytes".into(), t.queued_bytes.to_string()),
-        (
-            "publish/messages/received".into(),
-            get(&m.messages_received),
-        ),
-        ("publish/messages/sent".into(), get(&m.messages_sent)),
+        ("publish/messages/received".into(), m.received().to_string()),
+        ("publish/messages/sent".into(), m.sent().to_string()),
         (
             "publish/messages/dropped".into(),
             m.dropped_total().to_string(),

@@ -31,12 +31,12 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::{midge, spawn_serve, Broker};
+use common::{chromium, midge, spawn_serve, Broker, Proc, TempDir};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, PublicKeyData};
 use sha2::{Digest, Sha256};
 
@@ -49,45 +49,6 @@ const TOOL: Duration = Duration::from_secs(20);
 
 fn browser_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser")
-}
-
-/// A fresh directory under the system's temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("midge-browser-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A child process killed (with its whole process group, if it leads one) and reaped on
-/// drop.
-struct Proc {
-    child: Child,
-    group: bool,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.group {
-            // The negative id names the process group that this child leads, Chromium's
-            // browser, renderer, GPU and utility processes together.
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", self.child.id())])
-                .status();
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Waits for `p` to exit, killing it after `limit`; returns its output.
@@ -268,30 +229,6 @@ fn handle_http(mut stream: TcpStream, dir: &Path, events: &mpsc::Sender<String>)
     let _ = stream.write_all(&content);
 }
 
-/// The Chromium executable: `MIDGE_CHROMIUM`; else Debian's binary itself, not its
-/// `/usr/bin/chromium` wrapper script, which adds flags of its own from /etc/chromium.d;
-/// else `chromium` or `chromium-browser` on PATH.
-fn chromium() -> PathBuf {
-    if let Ok(path) = std::env::var("MIDGE_CHROMIUM") {
-        return PathBuf::from(path);
-    }
-    let debian = PathBuf::from("/usr/lib/chromium/chromium");
-    if debian.is_file() {
-        return debian;
-    }
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .flat_map(|d| [d.join("chromium"), d.join("chromium-browser")])
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "no chromium (Debian package `chromium`); \
-                 run scripts/install-test-deps.sh or set MIDGE_CHROMIUM"
-            )
-        })
-}
-
 /// Headless Chromium showing `url`, its output in `log`, in a process group of its own.
 fn launch_chromium(url: &str, spki: &str, profile: &Path, log: &Path) -> Proc {
     let out = File::create(log).unwrap();
@@ -428,7 +365,7 @@ fn mqtt_js_in_chromium_over_ws_and_wss() {
         dir.display()
     );
     // Dropped last: Chromium is gone before its profile is removed.
-    let tmp = TempDir::new("test");
+    let tmp = TempDir::new("browser");
     let (cert, key, spki) = server_certificate(&tmp.0);
     let l = start_broker(&cert, &key);
     let replies = subscribe(&l.broker.port, "browser/up/#", 2);

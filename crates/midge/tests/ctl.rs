@@ -10,23 +10,15 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{midge, spawn_serve};
+use common::{free_port, midge, spawn_serve, TempDir};
 
 const TOKEN: &str = "ctl-test-token";
 const WAIT: Duration = Duration::from_secs(10);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn config(ports: &[u16], http: u16) -> String {
     let mut s = format!("[http]\nlisten = \"127.0.0.1:{http}\"\ntoken = \"{TOKEN}\"\n");
@@ -105,28 +97,13 @@ fn mosquitto_sub(port: u16, id: &str, topic: &str) -> Sub {
     Sub { child, lines }
 }
 
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temp_dir() -> TempDir {
-    let d = std::env::temp_dir().join(format!("midge-ctl-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    TempDir(d)
-}
-
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
 #[test]
 fn ctl_operates_a_running_broker_and_reloads_it() {
-    let dir = temp_dir();
+    let dir = TempDir::new("ctl");
     let cfg = dir.0.join("midge.toml");
     let (p1, p2, p3, http) = (free_port(), free_port(), free_port(), free_port());
     write(&cfg, &config(&[p1], http));

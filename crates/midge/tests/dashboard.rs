@@ -33,12 +33,12 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use cdp::Browser;
-use common::{midge, start_serve, Broker};
+use common::{midge, start_serve, Broker, Proc, TempDir};
 use serde_json::Value;
 
 /// The HTTP listener answering after `midge serve` logged its MQTT listener.
@@ -53,47 +53,6 @@ const HTTP: Duration = Duration::from_secs(10);
 
 const SUB_ID: &str = "dash-test-client";
 const SECOND_ID: &str = "dash-second-client";
-
-/// A fresh directory under the system's temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir =
-            std::env::temp_dir().join(format!("midge-dashboard-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A child process killed (with its whole process group, if it leads one) and reaped on
-/// drop.
-#[derive(Debug)]
-struct Proc {
-    child: Child,
-    group: bool,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.group {
-            // The negative id names the process group that this child leads, Chromium's
-            // browser, renderer, GPU and utility processes together.
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", self.child.id())])
-                .status();
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// `midge serve` with an MQTT and an HTTP listener, and its admin token.
 struct Server {
@@ -323,7 +282,7 @@ fn artifacts_dir() -> PathBuf {
 #[test]
 fn dashboard_in_chromium() {
     // Dropped last: Chromium is gone before its profile is removed.
-    let tmp = TempDir::new("test");
+    let tmp = TempDir::new("dashboard");
     let server = Server::start(&tmp.0);
     let port = server.broker.port.clone();
     let mut sub = Sub::start(&port, SUB_ID, "dash/#");

@@ -10,50 +10,20 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use common::{midge, spawn_serve, Broker};
+use common::{free_port, midge, spawn_serve, Broker, TempDir};
 use midge_codec::{
     decode, encode, Connect, ConnectProperties, DecodeLimits, Packet, ProtocolVersion, ReasonCode,
 };
 
 /// How long any single expected line, process or connection may take.
 const WAIT: Duration = Duration::from_secs(15);
-
-/// A directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "midge-mosquitto-conf-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A port that was free a moment ago (mosquitto.conf has no "any free port").
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A child process killed on drop.
 struct Proc(Child);
@@ -306,7 +276,7 @@ fn write_config(dir: &Path, port: u16, ws_port: u16) -> PathBuf {
 
 #[test]
 fn serve_runs_a_mosquitto_conf_and_check_config_prints_toml_that_serves_the_same() {
-    let tmp = TempDir::new("serve");
+    let tmp = TempDir::new("mosquitto-conf-serve");
     let (port, ws_port) = (free_port(), free_port());
     let conf = write_config(&tmp.0, port, ws_port);
     let urls = [
@@ -435,7 +405,7 @@ fn serve_runs_a_mosquitto_conf_and_check_config_prints_toml_that_serves_the_same
 
 #[test]
 fn a_bad_mosquitto_conf_is_refused_naming_the_line_and_the_fix() {
-    let tmp = TempDir::new("bad");
+    let tmp = TempDir::new("mosquitto-conf-bad");
     let conf = tmp.0.join("bad.conf");
     std::fs::write(&conf, "# bad\nlistener 1883 127.0.0.1\nmax_qos 7\n").unwrap();
     let conf = conf.to_str().unwrap();

@@ -10,7 +10,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::{self, Message, WebSocket};
 
-use crate::Proc;
+use crate::common::{chromium, Proc};
 
 /// From Chromium's start to its `DevTools listening on` line (a cold start on a slow
 /// machine).
@@ -30,30 +30,6 @@ const CALL: Duration = Duration::from_secs(30);
 const READ_SLICE: Duration = Duration::from_millis(200);
 /// Console lines and Chromium output lines kept for failure messages.
 const KEEP_LINES: usize = 200;
-
-/// The Chromium executable: `MIDGE_CHROMIUM`; else Debian's binary itself, not its
-/// `/usr/bin/chromium` wrapper script, which adds flags of its own from /etc/chromium.d;
-/// else `chromium` or `chromium-browser` on PATH.
-pub fn chromium() -> PathBuf {
-    if let Ok(path) = std::env::var("MIDGE_CHROMIUM") {
-        return PathBuf::from(path);
-    }
-    let debian = PathBuf::from("/usr/lib/chromium/chromium");
-    if debian.is_file() {
-        return debian;
-    }
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .flat_map(|d| [d.join("chromium"), d.join("chromium-browser")])
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "no chromium (Debian package `chromium`); \
-                 run scripts/install-test-deps.sh or set MIDGE_CHROMIUM"
-            )
-        })
-}
 
 /// Lines kept for a failure message, oldest dropped first.
 #[derive(Debug, Default, Clone)]
