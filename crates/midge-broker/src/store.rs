@@ -196,6 +196,10 @@ pub enum StoreError {
     /// Data that cannot be read.
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// The store is sound but not for this process: in use by another one, or written by a
+    /// newer version. Moving it aside would lose good data, so recovery never does.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Durable storage behind the broker.

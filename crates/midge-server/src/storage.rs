@@ -1,7 +1,9 @@
 //! Opening the data directory at start: the store, then the broker recovered from it. A
 //! directory that cannot be opened or read stops the start with a message naming it and the
 //! way out, unless `recover_empty` is set: then it is moved aside (renamed
-//! `<dir>.damaged-<unix seconds>`, nothing deleted) and the broker starts empty.
+//! `<dir>.damaged-<unix seconds>`, nothing deleted) and the broker starts empty. A directory
+//! that is sound but not for this process (held by a running broker, written by a newer
+//! version) is never moved aside.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,6 +23,7 @@ pub fn open(
 ) -> std::io::Result<(Broker, Arc<GroupCommitStore>)> {
     match attempt(s, broker) {
         Ok(v) => Ok(v),
+        Err(StoreError::Unavailable(why)) => Err(std::io::Error::other(why)),
         Err(e) if s.recover_empty => {
             let aside = moved_aside(&s.data_dir);
             error!(

@@ -19,6 +19,7 @@
 //! does not decode is logged, counted and skipped rather than stopping the broker.
 
 use std::collections::BTreeMap;
+use std::fs::{File, TryLockError};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -73,6 +74,8 @@ pub struct FjallEngine {
     db: Database,
     ks: Vec<Keyspace>,
     damage: Damage,
+    /// Held while open; declared last so it is released after the database closes.
+    _lock: File,
 }
 
 impl std::fmt::Debug for FjallEngine {
@@ -81,6 +84,39 @@ impl std::fmt::Debug for FjallEngine {
             .field("damage", &self.damage)
             .finish_non_exhaustive()
     }
+}
+
+/// The name of the lock file midge keeps in a data directory (fjall keeps its own, `lock`).
+pub const LOCK_FILE: &str = "midge.lock";
+
+/// Takes the exclusive lock of `dir` (created if missing), released when the file is closed,
+/// including when the process dies.
+fn lock_dir(dir: &Path) -> Result<File, StoreError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", dir.display())))?;
+    let path = dir.join(LOCK_FILE);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::Io(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(in_use(dir)),
+        Err(TryLockError::Error(e)) => Err(StoreError::Io(format!(
+            "cannot lock {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+fn in_use(dir: &Path) -> StoreError {
+    StoreError::Unavailable(format!(
+        "the data directory {} is in use by another process (a running midge?); stop it \
+         or give this one another --data-dir",
+        dir.display()
+    ))
 }
 
 fn io(e: impl std::fmt::Display) -> StoreError {
@@ -100,12 +136,16 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 impl FjallEngine {
-    /// Opens (or creates) the store in `dir`. Refuses data written by a newer format.
+    /// Opens (or creates) the store in `dir`, holding an exclusive lock on it while open.
+    /// Refuses, as [`StoreError::Unavailable`], a directory another process holds and data
+    /// written by a newer format.
     pub fn open(dir: &Path, settings: FjallSettings) -> Result<Self, StoreError> {
-        let db = Database::builder(dir)
-            .cache_size(settings.cache_bytes)
-            .open()
-            .map_err(io)?;
+        let lock = lock_dir(dir)?;
+        let db = match Database::builder(dir).cache_size(settings.cache_bytes).open() {
+            Ok(db) => db,
+            Err(fjall::Error::Locked) => return Err(in_use(dir)),
+            Err(e) => return Err(io(e)),
+        };
         let mut ks = Vec::new();
         for name in KEYSPACES {
             ks.push(
@@ -119,15 +159,22 @@ impl FjallEngine {
             db,
             ks,
             damage: Damage::default(),
+            _lock: lock,
         };
-        match engine.ks[META].get(b"format").map_err(io)? {
-            Some(v) if v.first().copied().unwrap_or(0) > FORMAT => {
-                return Err(StoreError::Corrupt(
-                    FormatError::TooNew(v.first().copied().unwrap_or(0)).to_string(),
-                ));
+        let stored = engine.ks[META].get(b"format").map_err(io)?;
+        match stored.as_deref().map(|v| v.first().copied().unwrap_or(0)) {
+            Some(newer) if newer > FORMAT => {
+                return Err(StoreError::Unavailable(format!(
+                    "the data directory {} was written by a newer midge: {}; run that \
+                     version, or move the directory away to start empty",
+                    dir.display(),
+                    FormatError::TooNew(newer)
+                )));
             }
-            Some(_) => {}
-            None => {
+            Some(current) if current == FORMAT => {}
+            // New, or written by an older format this version reads: from now on it holds
+            // records of this format too, so an older midge must refuse it.
+            _ => {
                 let mut b = engine.db.batch().durability(Some(PersistMode::SyncAll));
                 b.insert(&engine.ks[META], b"format", [FORMAT]);
                 b.commit().map_err(io)?;

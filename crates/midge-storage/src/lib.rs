@@ -18,14 +18,13 @@ use std::path::Path;
 
 use midge_broker::store::StoreError;
 
-/// Opens the store in `dir` (created if missing) with group commit and `policy`.
+/// Opens the store in `dir` (created if missing, locked while open) with group commit and
+/// `policy`.
 pub fn open(
     dir: &Path,
     policy: SyncPolicy,
     settings: FjallSettings,
 ) -> Result<GroupCommitStore, StoreError> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", dir.display())))?;
     let engine = FjallEngine::open(dir, settings)?;
     GroupCommitStore::start(Box::new(engine), policy)
         .map_err(|e| StoreError::Io(format!("cannot start the store thread: {e}")))

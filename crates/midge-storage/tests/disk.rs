@@ -1,7 +1,8 @@
 //! The on-disk store end to end: what the broker stores comes back after the store is
 //! closed and reopened (and after it is dropped without closing, as after `kill -9`), a
 //! damaged journal tail is cut off without losing synced data, and the data directory
-//! written by this format version (the golden fixture) stays readable.
+//! written by this format version (the golden fixture) stays readable. A directory in use by
+//! another store, or written by a newer format, is refused and left as it is.
 
 #![allow(clippy::unwrap_used)]
 
@@ -9,9 +10,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use midge_broker::store::{InflightRecord, QueuedRecord, SessionRecord, Store, StoreOp};
+use midge_broker::store::{
+    InflightRecord, QueuedRecord, SessionRecord, Store, StoreError, StoreOp,
+};
 use midge_broker::Message;
 use midge_codec::{PacketId, ProtocolVersion, PublishProperties, QoS, TopicName};
+use midge_storage::format::FORMAT;
 use midge_storage::{open, FjallSettings, SyncPolicy};
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -290,4 +294,56 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(e.path(), &target).unwrap();
         }
     }
+}
+
+#[test]
+fn a_store_in_use_is_refused_until_closed() {
+    let dir = temp_dir("in-use");
+    let first = open(&dir, SyncPolicy::EveryCommit, FjallSettings::default()).unwrap();
+    let second = open(&dir, SyncPolicy::EveryCommit, FjallSettings::default()).unwrap_err();
+    assert!(
+        matches!(&second, StoreError::Unavailable(why) if why.contains("in use")),
+        "{second}"
+    );
+    first.close();
+    drop(first);
+    open(&dir, SyncPolicy::EveryCommit, FjallSettings::default())
+        .unwrap()
+        .close();
+}
+
+#[test]
+fn a_store_written_by_a_newer_format_is_refused_and_an_older_one_is_marked() {
+    let dir = temp_dir("format");
+    open(&dir, SyncPolicy::EveryCommit, FjallSettings::default())
+        .unwrap()
+        .close();
+    let set_format = |byte: u8| {
+        let db = fjall::Database::builder(&dir).open().unwrap();
+        let meta = db
+            .keyspace("meta", fjall::KeyspaceCreateOptions::default)
+            .unwrap();
+        meta.insert(b"format", [byte]).unwrap();
+        db.persist(fjall::PersistMode::SyncAll).unwrap();
+    };
+    let format = || {
+        let db = fjall::Database::builder(&dir).open().unwrap();
+        let meta = db
+            .keyspace("meta", fjall::KeyspaceCreateOptions::default)
+            .unwrap();
+        meta.get(b"format").unwrap().unwrap().to_vec()
+    };
+    set_format(FORMAT + 1);
+    let err = open(&dir, SyncPolicy::EveryCommit, FjallSettings::default()).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Unavailable(why) if why.contains("newer midge")),
+        "{err}"
+    );
+    assert_eq!(format(), vec![FORMAT + 1], "a refused store is not written");
+    // Data of an older format is read, and marked as holding this format from then on.
+    set_format(FORMAT - 1);
+    open(&dir, SyncPolicy::EveryCommit, FjallSettings::default())
+        .unwrap()
+        .close();
+    assert_eq!(format(), vec![FORMAT]);
 }

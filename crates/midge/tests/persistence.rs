@@ -2,7 +2,8 @@
 //! persistent subscriber is offline with messages queued for it, and started again on the
 //! same directory: the session, its subscriptions, every message the broker acknowledged
 //! (QoS 1 and QoS 2) and the retained message are there. A data directory that cannot be
-//! opened stops the start with a message, unless `--recover-empty` moves it aside.
+//! opened stops the start with a message, unless `--recover-empty` moves it aside; one in
+//! use by a running broker is never moved aside.
 
 #![allow(clippy::unwrap_used)]
 
@@ -186,4 +187,59 @@ fn a_data_directory_that_cannot_be_opened_needs_recover_empty() {
         .filter_map(Result::ok)
         .any(|e| e.file_name().to_string_lossy().starts_with("data.damaged-"));
     assert!(aside, "the damaged directory is moved aside, not deleted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_in_use_is_never_moved_aside() {
+    let dir = data_dir("in-use");
+    let running = serve(&dir, "127.0.0.1:0");
+    let (client, mut events) = Client::connect(options(&running.addr, "keeper"))
+        .await
+        .unwrap();
+    client.subscribe("kept/#", QoS::AtLeastOnce).await.unwrap();
+
+    // A second broker on the same directory, even with --recover-empty, refuses to start.
+    let out = midge()
+        .args(["serve", "--listen", "127.0.0.1:0", "--recover-empty", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("in use by another process") && !err.contains("--recover-empty to"),
+        "{err}"
+    );
+    let parent = dir.parent().unwrap();
+    let moved = std::fs::read_dir(parent)
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|e| e.file_name().to_string_lossy().contains("damaged"));
+    assert!(!moved, "a directory in use is never moved aside");
+    // The offline tools say the same.
+    let out = midge()
+        .args(["store", "check", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in use by another process"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The running broker is undisturbed: the session it holds still gets messages.
+    let (publisher, _pe) = Client::connect(options(&running.addr, "pub-in-use"))
+        .await
+        .unwrap();
+    publisher
+        .publish(Message::new("kept/a", "still here", QoS::AtLeastOnce, false).unwrap())
+        .await
+        .unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(5), events.next_message())
+        .await
+        .expect("the message")
+        .expect("the connection stays");
+    assert_eq!(&m.payload[..], b"still here");
 }
