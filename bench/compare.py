@@ -1,5 +1,9 @@
 """Driver of bench/compare.sh: starts each broker fresh for every run, runs `midge bench`
-against it with --pid, and prints a markdown table (medians over runs)."""
+against it with --pid, and prints a markdown table (medians over runs).
+
+With --persistent: QoS 1 to persistent sessions (`midge bench --persistent`), midge with its
+store and the default durability policy next to midge --in-memory and mosquitto with
+`persistence true`."""
 
 import argparse
 import datetime
@@ -78,20 +82,35 @@ def wait_port(port, timeout=10):
     raise RuntimeError(f"broker did not listen on {port}")
 
 
+# The brokers of --persistent: what each column runs.
+PERSISTENT_BROKERS = ["midge", "midge --in-memory", "mosquitto"]
+
+
 class Broker:
-    def __init__(self, name, tmp):
+    def __init__(self, name, tmp, persistent=False):
         self.name, self.tmp, self.proc, self.port = name, tmp, None, None
+        self.persistent = persistent
 
     def start(self):
         self.port = free_port()
         # rumqttd reads its config format from the extension: .toml, not .conf.
         ext = "toml" if self.name == "rumqttd" else "conf"
-        conf = os.path.join(self.tmp, f"{self.name}.{ext}")
-        if self.name == "midge":
+        conf = os.path.join(self.tmp, f"{self.name.split()[0]}.{ext}")
+        # A fresh data directory for every run.
+        data = tempfile.mkdtemp(dir=self.tmp)
+        if self.name == "midge" and self.persistent:
+            open(conf, "w").write(MIDGE_CONF.format(port=self.port))
+            cmd = [MIDGE, "serve", "--data-dir", os.path.join(data, "midge-data"),
+                   "--config", conf]
+        elif self.name.startswith("midge"):
             open(conf, "w").write(MIDGE_CONF.format(port=self.port))
             cmd = [MIDGE, "serve", "--in-memory", "--config", conf]
         elif self.name == "mosquitto":
-            open(conf, "w").write(MOSQUITTO_CONF.format(port=self.port))
+            text = MOSQUITTO_CONF.format(port=self.port)
+            if self.persistent:
+                text = text.replace("persistence false", "persistence true") + \
+                    f"persistence_location {data}/\n"
+            open(conf, "w").write(text)
             cmd = [MOSQUITTO, "-c", conf]
         else:
             open(conf, "w").write(RUMQTTD_CONF.format(port=self.port))
@@ -130,9 +149,21 @@ def bench(broker, args, timeout):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def scenarios(quick, duration, only=None):
+def scenarios(quick, duration, only=None, persistent=False):
     d = ["-d", str(duration), "-w", "1"]
     n = "20" if quick else "100"
+    if persistent:
+        rows = [
+            ("fan-in QoS 1 (100 pub -> 1 sub), persistent sessions, msg/s",
+             ["fanin", "-n", n, "-q", "1", "--persistent"] + d, "msgs_per_sec_out"),
+            ("fan-out QoS 1 (1 pub -> 100 sub), persistent sessions, msg/s",
+             ["fanout", "-n", n, "-q", "1", "--persistent"] + d, "msgs_per_sec_out"),
+            ("p2p QoS 1 (100 pairs), persistent sessions, msg/s",
+             ["p2p", "-n", n, "-q", "1", "--persistent"] + d, "msgs_per_sec_out"),
+            ("p2p QoS 1 at 10k msg/s, persistent sessions, p99 latency ms",
+             ["p2p", "-n", n, "-q", "1", "-r", "10000", "--persistent"] + d, "latency_ms_p99"),
+        ]
+        return [r for r in rows if only is None or only in r[0]]
     filters = "10000" if quick else "100000"
     conns = "2000" if quick else "19000"
     rows = []
@@ -165,17 +196,25 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out")
     ap.add_argument("--only", help="run only the rows whose title contains this text")
+    ap.add_argument("--persistent", action="store_true",
+                    help="QoS 1 to persistent sessions: midge (store), midge --in-memory, "
+                         "mosquitto (persistence true)")
     a = ap.parse_args()
     runs = 1 if a.quick else a.runs
     duration = a.duration or (2 if a.quick else 5)
-    names = ["midge", "mosquitto"] + (["rumqttd"] if RUMQTTD else [])
+    if a.persistent:
+        names = PERSISTENT_BROKERS
+    else:
+        names = ["midge", "mosquitto"] + (["rumqttd"] if RUMQTTD else [])
+    # The ratio column compares midge with mosquitto, wherever they are in the list.
+    mi, qi = names.index("midge"), names.index("mosquitto")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for label, args, key in scenarios(a.quick, duration, a.only):
+        for label, args, key in scenarios(a.quick, duration, a.only, a.persistent):
             for name in names:
                 vals, cpus, rss, lost = [], [], [], []
                 for _ in range(runs):
-                    b = Broker(name, tmp)
+                    b = Broker(name, tmp, a.persistent)
                     b.start()
                     try:
                         r = bench(b, args, timeout=300)
@@ -204,9 +243,9 @@ def main():
              " | " + " | ".join(f"{n} lost" for n in names) + " |"
     lines.append(header)
     lines.append("|" + "---|" * (header.count("|") - 1))
-    for label, _, key in scenarios(a.quick, duration, a.only):
+    for label, _, key in scenarios(a.quick, duration, a.only, a.persistent):
         vals = [results.get((label, n), (None,) * 4) for n in names]
-        m, q = vals[0][0], vals[1][0]
+        m, q = vals[mi][0], vals[qi][0]
         if m is not None and q:
             ratio = f"{(q / m if key.startswith('latency') or key.endswith('per_connection') else m / q):.2f}x"
         else:

@@ -6,6 +6,7 @@ Reports the broker's RSS before and after, for `midge serve` with its store (the
 stays on disk) and with --in-memory (the backlog is in RAM).
 
 Usage: python3 bench/offline_backlog.py [--sessions N] [--messages M] [--midge PATH]
+       [--modes store,in-memory] [--every K]   (--every: RSS after every K messages too)
 Needs paho-mqtt 2.x (scripts/install-test-deps.sh installs it).
 """
 import argparse
@@ -50,7 +51,7 @@ def client(cid, clean):
     return c
 
 
-def run(midge, mode, sessions, messages):
+def run(midge, mode, sessions, messages, every):
     tmp = tempfile.mkdtemp()
     port = free_port()
     args = [midge, "serve", "--listen", f"127.0.0.1:{port}"]
@@ -76,14 +77,17 @@ def run(midge, mode, sessions, messages):
         pub.connect("127.0.0.1", port)
         pub.loop_start()
         started = time.time()
-        for n in range(messages):
+        points = []
+        for n in range(1, messages + 1):
             pub.publish("backlog/t", b"x" * 64, qos=1).wait_for_publish(timeout=120)
+            if every and n % every == 0 and n < messages:
+                points.append((n * sessions, rss_mib(proc.pid)))
         took = time.time() - started
         pub.loop_stop()
         pub.disconnect()
         time.sleep(2)
         after = rss_mib(proc.pid)
-        return before, after, took
+        return before, after, took, points
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -95,13 +99,20 @@ def main():
     ap.add_argument("--sessions", type=int, default=10000)
     ap.add_argument("--messages", type=int, default=100)
     ap.add_argument("--midge", default="target/release/midge")
+    ap.add_argument("--modes", default="store,in-memory",
+                    help="comma-separated: store, in-memory")
+    ap.add_argument("--every", type=int, default=0,
+                    help="also report RSS after every N messages (0: only at the end)")
     a = ap.parse_args()
     print(f"{a.sessions} offline sessions x {a.messages} QoS 1 messages = "
           f"{a.sessions * a.messages:,} queued")
     print("| mode | RSS with sessions only MiB | RSS with the backlog MiB | growth MiB | publish time s |")
     print("|---|---|---|---|---|")
-    for mode in ["store", "in-memory"]:
-        before, after, took = run(a.midge, mode, a.sessions, a.messages)
+    for mode in a.modes.split(","):
+        before, after, took, points = run(a.midge, mode, a.sessions, a.messages, a.every)
+        for queued, rss in points:
+            print(f"| {mode}, {queued:,} queued so far | {before:.1f} | {rss:.1f} | "
+                  f"{rss - before:.1f} | |", flush=True)
         print(f"| {mode} | {before:.1f} | {after:.1f} | {after - before:.1f} | {took:.1f} |", flush=True)
 
 

@@ -504,7 +504,9 @@ impl Broker {
         let (subs, pending) = {
             let mut st = session.lock();
             st.wake_waiters();
-            let subs: Vec<StoredSubscription> = st.subscriptions.drain().map(|(_, s)| s).collect();
+            let subs: Vec<StoredSubscription> = std::mem::take(&mut st.subscriptions)
+                .into_values()
+                .collect();
             let pending = st.drain_all();
             st.delete_stored();
             (subs, pending)

@@ -6,7 +6,7 @@
 //! unique; messages leave the queue in the order they entered it; queue limits are enforced
 //! on every enqueue.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 
 use crate::config::QueueFullPolicy;
 use crate::message::{Delivery, Message};
-use crate::small::U16Set;
+use crate::small::LazyU16Set;
 use crate::store::{InflightRecord, QueuedRecord, RecoveredSession, SessionRecord, Store, StoreOp};
 use crate::time::Timestamp;
 
@@ -188,20 +188,21 @@ struct Spill {
 pub struct SessionState {
     /// Protocol of the last connection.
     pub protocol: ProtocolVersion,
-    /// Subscriptions by full filter string.
-    pub subscriptions: HashMap<String, StoredSubscription>,
+    /// Subscriptions by full filter string (a `BTreeMap`: 24 bytes in every session where a
+    /// `HashMap` takes 48).
+    pub subscriptions: BTreeMap<String, StoredSubscription>,
     queue: VecDeque<Queued>,
     queued_bytes: usize,
     spill: Spill,
     persist: Option<Persist>,
     next_seq: u64,
     inflight: VecDeque<Inflight>,
-    in_use: U16Set,
+    in_use: LazyU16Set,
     /// Entries of `inflight` in state `ToResend`.
-    to_resend: usize,
+    to_resend: u32,
     next_pid: u16,
     /// Inbound QoS 2 packet ids received (PUBREC sent) and not yet released.
-    pub incoming_qos2: U16Set,
+    pub incoming_qos2: LazyU16Set,
     /// Session Expiry Interval in seconds; `u32::MAX` never expires.
     pub expiry_secs: u32,
     /// The will of the attached connection.
@@ -217,7 +218,9 @@ pub struct SessionState {
     /// Messages dropped because they expired while queued.
     pub dropped_expired: u64,
     /// Publishers paused because this queue is full, woken when it drains to half.
-    waiters: Vec<Arc<dyn Notify>>,
+    /// Boxed: 8 bytes in every session, and only a session with a full queue has any.
+    #[allow(clippy::box_collection)] // Deliberate: 8 bytes here instead of a 24-byte Vec.
+    waiters: Option<Box<Vec<Arc<dyn Notify>>>>,
     last_ticket: u64,
 }
 
@@ -315,17 +318,17 @@ impl SessionState {
     pub fn new(protocol: ProtocolVersion, expiry_secs: u32, limits: QueueLimits) -> Self {
         SessionState {
             protocol,
-            subscriptions: HashMap::new(),
+            subscriptions: BTreeMap::new(),
             queue: VecDeque::new(),
             queued_bytes: 0,
             spill: Spill::default(),
             persist: None,
             next_seq: 1,
             inflight: VecDeque::new(),
-            in_use: U16Set::default(),
+            in_use: LazyU16Set::default(),
             to_resend: 0,
             next_pid: 1,
-            incoming_qos2: U16Set::default(),
+            incoming_qos2: LazyU16Set::default(),
             expiry_secs,
             will: None,
             attachment: None,
@@ -333,7 +336,7 @@ impl SessionState {
             limits,
             dropped_queue_full: 0,
             dropped_expired: 0,
-            waiters: Vec::new(),
+            waiters: None,
             last_ticket: 0,
         }
     }
@@ -737,7 +740,7 @@ impl SessionState {
             self.unspill(MAX_POLL_BATCH);
         }
         self.move_into_flight(now, out);
-        if !self.waiters.is_empty() && self.queued_len() <= self.limits.max_messages / 2 {
+        if self.waiters.is_some() && self.queued_len() <= self.limits.max_messages / 2 {
             self.wake_waiters();
         }
     }
@@ -745,14 +748,15 @@ impl SessionState {
     /// Wakes every paused publisher (the queue drained, or the session went offline and
     /// applies its drop policy from now on).
     pub fn wake_waiters(&mut self) {
-        for w in self.waiters.drain(..) {
+        for w in self.waiters.take().into_iter().flat_map(|w| *w) {
             w.notify();
         }
     }
 
     fn add_waiter(&mut self, w: &Arc<dyn Notify>) {
-        if !self.waiters.iter().any(|x| Arc::ptr_eq(x, w)) {
-            self.waiters.push(w.clone());
+        let waiters = self.waiters.get_or_insert_with(Box::default);
+        if !waiters.iter().any(|x| Arc::ptr_eq(x, w)) {
+            waiters.push(w.clone());
         }
     }
 
@@ -815,7 +819,7 @@ impl SessionState {
     /// messages wait behind them and order is kept.
     fn poll_resends(&mut self, out: &mut Vec<OutItem>) {
         let window = usize::from(self.limits.max_inflight);
-        let mut outstanding = self.inflight.len() - self.to_resend;
+        let mut outstanding = self.inflight.len() - self.to_resend as usize;
         for i in &mut self.inflight {
             if outstanding >= window {
                 break;
@@ -1063,5 +1067,16 @@ mod tests {
             [(4, false)],
             "queued messages after the re-sends"
         );
+    }
+}
+#[cfg(test)]
+mod size {
+    /// Every session, connected or not, is one `Arc<SessionHandle>` allocation: 16 bytes of
+    /// counts plus the handle. At most 368 bytes keeps it in jemalloc's 384-byte class
+    /// (the next is 448), a large part of an idle connection's memory (issue 4).
+    #[test]
+    fn a_session_fits_a_384_byte_allocation() {
+        let size = std::mem::size_of::<super::SessionHandle>();
+        assert!(size <= 368, "SessionHandle grew to {size} bytes");
     }
 }

@@ -141,7 +141,10 @@ impl FjallEngine {
     /// written by a newer format.
     pub fn open(dir: &Path, settings: FjallSettings) -> Result<Self, StoreError> {
         let lock = lock_dir(dir)?;
-        let db = match Database::builder(dir).cache_size(settings.cache_bytes).open() {
+        let db = match Database::builder(dir)
+            .cache_size(settings.cache_bytes)
+            .open()
+        {
             Ok(db) => db,
             Err(fjall::Error::Locked) => return Err(in_use(dir)),
             Err(e) => return Err(io(e)),

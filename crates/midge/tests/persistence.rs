@@ -200,7 +200,13 @@ async fn a_data_directory_in_use_is_never_moved_aside() {
 
     // A second broker on the same directory, even with --recover-empty, refuses to start.
     let out = midge()
-        .args(["serve", "--listen", "127.0.0.1:0", "--recover-empty", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--recover-empty",
+            "--data-dir",
+        ])
         .arg(&dir)
         .output()
         .unwrap();

@@ -28,7 +28,6 @@ use crate::auth::{Action, AuthExchange, AuthRequest, AuthStep, ClientIdentity, L
 use crate::broker::ConnectRequest;
 use crate::message::Message;
 use crate::session::{ClientInfo, Notify, QueueLimits, WillMessage};
-use crate::small::U16Map;
 use crate::time::Timestamp;
 
 /// A CONNECT waiting for its authentication to finish.
@@ -572,10 +571,9 @@ impl Connection {
         let client_id = attached.session.client_id.clone();
         self.state = State::Active(Box::new(Active {
             attached,
-            client_id: client_id.clone(),
             username,
             keep_alive,
-            aliases: U16Map::default(),
+            aliases: None,
             connect_expiry: expiry,
             resend,
             auth_method,

@@ -36,6 +36,15 @@ pub trait Transport: Unpin + Send {
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 }
 
+/// Drops an empty buffer's allocation. Readiness can be stale (tokio clears it only when a
+/// read would block), so a buffer made for a read that found nothing would otherwise stay
+/// allocated for as long as the connection idles.
+fn release_if_empty(buf: &mut BytesMut) {
+    if buf.is_empty() && buf.capacity() > 0 {
+        *buf = BytesMut::new();
+    }
+}
+
 /// Makes room for `want` more bytes unless at least half of that is free already.
 fn make_room(buf: &mut BytesMut, want: usize) {
     if buf.capacity() - buf.len() < want / 2 {
@@ -55,7 +64,7 @@ impl Transport for TcpStream {
             ready!(self.poll_read_ready(cx))?;
             make_room(buf, want);
             match self.try_read_buf(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => release_if_empty(buf),
                 r => return Poll::Ready(r),
             }
         }
@@ -89,8 +98,8 @@ pub(crate) fn poll_read_async<R: AsyncRead + Unpin>(
 ) -> Poll<io::Result<usize>> {
     make_room(buf, want);
     let r = tokio_util::io::poll_read_buf(Pin::new(reader), cx, buf);
-    if r.is_pending() && buf.is_empty() {
-        *buf = BytesMut::new();
+    if r.is_pending() {
+        release_if_empty(buf);
     }
     r
 }

@@ -129,6 +129,11 @@ pub struct BenchArgs {
     /// refuse 0. The bench sends no PINGREQ: keep runs shorter than 1.5 times this.
     #[arg(long = "keep-alive", value_name = "SECS", default_value_t = 0)]
     pub keep_alive: u16,
+    /// Persistent sessions for every client: clean start off (clean session 0 in 3.1.1),
+    /// session expiry one hour in 5.0. With a store, QoS 1/2 messages to them are written
+    /// before they are acknowledged.
+    #[arg(long = "persistent")]
+    pub persistent: bool,
     /// Spread connections over this many source addresses 127.0.0.1..=127.0.0.N.
     #[arg(long = "source-ips", default_value_t = 1)]
     pub source_ips: usize,
@@ -184,6 +189,7 @@ async fn target(args: &BenchArgs) -> Result<Target, ToolError> {
         username,
         password,
         keep_alive: args.keep_alive,
+        persistent: args.persistent,
     })
 }
 

@@ -33,6 +33,9 @@ pub struct Target {
     pub password: Option<Bytes>,
     /// Keep-alive of every connection, seconds (0: none).
     pub keep_alive: u16,
+    /// Persistent sessions: clean start off (3.1.1: clean session 0) and, in 5.0, a session
+    /// expiry of an hour, so the broker keeps (and with a store, writes) their state.
+    pub persistent: bool,
 }
 
 /// An open, connected MQTT connection.
@@ -67,9 +70,13 @@ pub async fn open(
         let (mut reader, mut writer) = target.connector.over(stream).await?.into_split();
         let connect = Connect {
             protocol: version,
-            clean_start: true,
+            clean_start: !target.persistent,
             keep_alive: target.keep_alive,
-            properties: ConnectProperties::default(),
+            properties: ConnectProperties {
+                session_expiry_interval: (target.persistent && version == ProtocolVersion::V5)
+                    .then_some(3600),
+                ..ConnectProperties::default()
+            },
             client_id: client_id.as_str().try_into()?,
             will: None,
             username: target
