@@ -263,6 +263,8 @@ impl Broker {
                 retained.put(msg, now);
             }
         }
+        // Sessions that expired and wills that came due while the broker was down.
+        broker.tick(now);
         Ok(broker)
     }
 
@@ -317,6 +319,11 @@ impl Broker {
     /// Attaches a connection to its session, creating, resuming or replacing it, and taking
     /// over from a connection that still holds the client id ([MQTT-3.1.4-3]).
     pub fn connect(&self, mut req: ConnectRequest, now: Timestamp) -> Attached {
+        // Deadlines that passed since the last timer tick (or while the broker was down)
+        // come first: an expired session is not resumed, a will that came due is published.
+        if self.next_deadline().is_some_and(|at| at <= now) {
+            self.tick(now);
+        }
         req.client_id = own_client_id(&req.client_id);
         if let Some(w) = req.will.as_mut() {
             w.message = compact(w.message.clone());

@@ -249,3 +249,104 @@ async fn a_data_directory_in_use_is_never_moved_aside() {
         .expect("the connection stays");
     assert_eq!(&m.payload[..], b"still here");
 }
+
+/// Connects with a will delayed by `delay` seconds and drops the TCP connection without a
+/// DISCONNECT, so the broker schedules the will.
+async fn connect_and_vanish(addr: &str, id: &str, will_topic: &str, delay: u32) {
+    use midge_codec::{
+        decode, encode, ClientId, Connect, ConnectProperties, DecodeLimits, Packet, TopicName,
+        Will, WillProperties,
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let v5 = ProtocolVersion::V5;
+    let connect = Connect {
+        protocol: v5,
+        clean_start: false,
+        keep_alive: 0,
+        properties: ConnectProperties {
+            session_expiry_interval: Some(3600),
+            ..ConnectProperties::default()
+        },
+        client_id: ClientId::try_from(id).unwrap(),
+        will: Some(Will {
+            topic: TopicName::try_from(will_topic).unwrap(),
+            payload: bytes::Bytes::from_static(b"gone"),
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            properties: WillProperties {
+                will_delay_interval: Some(delay),
+                ..WillProperties::default()
+            },
+        }),
+        username: None,
+        password: None,
+    };
+    let mut buf = bytes::BytesMut::new();
+    encode(&Packet::Connect(Box::new(connect)), v5, &mut buf).unwrap();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(&buf).await.unwrap();
+    let mut rbuf = bytes::BytesMut::new();
+    loop {
+        if let Some(p) = decode(&mut rbuf, v5, &DecodeLimits::default()).unwrap() {
+            assert!(matches!(p, Packet::ConnAck(_)), "{p:?}");
+            break;
+        }
+        assert!(
+            s.read_buf(&mut rbuf).await.unwrap() > 0,
+            "closed before CONNACK"
+        );
+    }
+    drop(s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_and_wills_that_come_due_while_the_broker_is_down_are_handled_at_start() {
+    let dir = data_dir("expiry");
+    let broker = serve(&dir, "127.0.0.1:0");
+    let addr = broker.addr.clone();
+
+    // Two persistent sessions: one expires 2 s after it goes offline, one in an hour.
+    for (id, expiry) in [("short-lived", 2), ("long-lived", 3600)] {
+        let (c, _e) = Client::connect(options(&addr, id).session_expiry(expiry))
+            .await
+            .unwrap();
+        c.subscribe("expiry/#", QoS::AtLeastOnce).await.unwrap();
+        c.disconnect().await.unwrap();
+    }
+    // A client vanishes with a will delayed by 2 s: the broker schedules it.
+    connect_and_vanish(&addr, "vanished", "expiry/will", 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The broker dies before either deadline and stays down past both.
+    drop(broker);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let broker = serve(&dir, &addr);
+    let (short, _se) = Client::connect(options(&addr, "short-lived").session_expiry(2))
+        .await
+        .unwrap();
+    assert!(
+        !short.connack().session_present,
+        "a session that expired while the broker was down is gone"
+    );
+    let (long, _le) = Client::connect(options(&addr, "long-lived")).await.unwrap();
+    assert!(
+        long.connack().session_present,
+        "an unexpired session is kept"
+    );
+    // The will came due while the broker was down: published at start, retained.
+    let (fresh, mut fe) = Client::connect(
+        ClientOptions::new(addr.as_str(), "will-reader").protocol(ProtocolVersion::V5),
+    )
+    .await
+    .unwrap();
+    fresh
+        .subscribe("expiry/will", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(5), fe.next_message())
+        .await
+        .expect("the will, retained")
+        .expect("the connection stays");
+    assert_eq!(&m.payload[..], b"gone");
+    drop(broker);
+}
