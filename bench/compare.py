@@ -175,9 +175,9 @@ def scenarios(quick, duration, only=None, persistent=False):
     rows.append((f"routing: {filters} subscriptions + 1000 wildcards, msg/s",
                  ["subs", "--filters", filters, "--wildcards", "1000", "-q", "0"] + d, "msgs_per_sec_out"))
     rows.append((f"idle connections: {conns}, broker KiB per connection",
-                 ["conn", "-n", conns, "--source-ips", "4", "--hold", "2"], "broker_rss_kib_per_connection"))
+                 ["conn", "-n", conns, "--source-ips", "16", "--hold", "2"], "broker_rss_kib_per_connection"))
     rows.append((f"idle connections: {conns}, connects/s",
-                 ["conn", "-n", conns, "--source-ips", "4", "--hold", "0"], "connects_per_sec"))
+                 ["conn", "-n", conns, "--source-ips", "16", "--hold", "0"], "connects_per_sec"))
     return [r for r in rows if only is None or only in r[0]]
 
 

@@ -64,6 +64,10 @@ pub async fn open(
             IpAddr::V6(_) => TcpSocket::new_v6()?,
         };
         if let Some(ip) = source {
+            // Binding picks a free port itself; without SO_REUSEADDR it skips ports still in
+            // TIME_WAIT from the previous run's connections, and back-to-back runs of many
+            // thousand connections run out of ports.
+            socket.set_reuseaddr(true)?;
             socket.bind(SocketAddr::new(IpAddr::V4(ip), 0))?;
         }
         let stream = socket.connect(addr).await?;
