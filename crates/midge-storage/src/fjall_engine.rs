@@ -23,6 +23,7 @@ use std::fs::{File, TryLockError};
 use std::path::Path;
 use std::sync::Arc;
 
+use fjall::config::{FilterPolicy, PinningPolicy};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use midge_broker::store::{
     InflightRecord, QueuedRecord, Recovered, RecoveredSession, StoreError, StoreOp,
@@ -150,10 +151,23 @@ impl FjallEngine {
             Err(e) => return Err(io(e)),
         };
         let mut ks = Vec::new();
-        for name in KEYSPACES {
+        for (i, name) in KEYSPACES.into_iter().enumerate() {
             ks.push(
                 db.keyspace(name, || {
-                    KeyspaceCreateOptions::default().max_memtable_size(settings.memtable_bytes)
+                    let options =
+                        KeyspaceCreateOptions::default().max_memtable_size(settings.memtable_bytes);
+                    if i == QUEUE {
+                        // Queues are only ever read by range (a session's head), never by
+                        // point lookup: bloom filters would be built and kept for nothing,
+                        // and their index blocks go through the bounded block cache instead
+                        // of staying pinned in memory as the backlog grows.
+                        options
+                            .filter_policy(FilterPolicy::disabled())
+                            .filter_block_pinning_policy(PinningPolicy::disabled())
+                            .index_block_pinning_policy(PinningPolicy::disabled())
+                    } else {
+                        options
+                    }
                 })
                 .map_err(io)?,
             );
