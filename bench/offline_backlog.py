@@ -12,18 +12,13 @@ Needs paho-mqtt 2.x (scripts/install-test-deps.sh installs it).
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 
 import paho.mqtt.client as mqtt
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from compare import free_port, wait_port  # bench/ is this script's directory
 
 
 def rss_mib(pid):
@@ -32,17 +27,6 @@ def rss_mib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def wait_port(port, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("broker did not start")
 
 
 def client(cid, clean):
@@ -62,7 +46,7 @@ def run(midge, mode, sessions, messages, every):
     proc = subprocess.Popen(args + ["--config", conf], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=dict(os.environ, RUST_LOG="warn"))
     try:
-        wait_port(port)
+        wait_port(port, timeout=30)
         for i in range(sessions):
             c = client(f"offline-{i}", False)
             c.connect("127.0.0.1", port)

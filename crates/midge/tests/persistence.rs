@@ -36,6 +36,20 @@ fn serve(dir: &std::path::Path, listen: &str) -> Broker {
     )
 }
 
+/// The retained message of `topic`, as a new subscriber gets it.
+async fn retained(addr: &str, topic: &str) -> String {
+    let (client, mut events) =
+        Client::connect(ClientOptions::new(addr, "retained-reader").protocol(ProtocolVersion::V5))
+            .await
+            .unwrap();
+    client.subscribe(topic, QoS::AtLeastOnce).await.unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(5), events.next_message())
+        .await
+        .expect("the retained message")
+        .expect("the connection stays");
+    String::from_utf8(m.payload.to_vec()).unwrap()
+}
+
 fn options(addr: &str, id: &str) -> ClientOptions {
     ClientOptions::new(addr, id)
         .protocol(ProtocolVersion::V5)
@@ -102,19 +116,7 @@ async fn acknowledged_messages_survive_kill_9() {
         assert!(seq.windows(2).all(|w| w[0] < w[1]), "{seq:?}");
     }
     // The retained message, to a new subscriber.
-    let (fresh, mut fe) =
-        Client::connect(ClientOptions::new(addr.as_str(), "fresh").protocol(ProtocolVersion::V5))
-            .await
-            .unwrap();
-    fresh
-        .subscribe("crash/state", QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    let m = tokio::time::timeout(Duration::from_secs(5), fe.next_message())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(&m.payload[..], b"kept");
+    assert_eq!(retained(&addr, "crash/state").await, "kept");
     drop(broker);
 
     // Offline inspection of what is left.
@@ -334,19 +336,6 @@ async fn sessions_and_wills_that_come_due_while_the_broker_is_down_are_handled_a
         "an unexpired session is kept"
     );
     // The will came due while the broker was down: published at start, retained.
-    let (fresh, mut fe) = Client::connect(
-        ClientOptions::new(addr.as_str(), "will-reader").protocol(ProtocolVersion::V5),
-    )
-    .await
-    .unwrap();
-    fresh
-        .subscribe("expiry/will", QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    let m = tokio::time::timeout(Duration::from_secs(5), fe.next_message())
-        .await
-        .expect("the will, retained")
-        .expect("the connection stays");
-    assert_eq!(&m.payload[..], b"gone");
+    assert_eq!(retained(&addr, "expiry/will").await, "gone");
     drop(broker);
 }
