@@ -476,3 +476,24 @@ fn bench_runs_over_tls_and_websocket() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn bench_at_a_fixed_rate_sends_no_more_than_the_rate_and_loses_nothing() {
+    let b = start(&[]);
+    for qos in ["0", "1"] {
+        let o = run(&[
+            "bench", "p2p", "-p", &b.port, "-n", "7", "-q", qos, "-r", "2000", "-d", "1", "-w",
+            "0", "--quiet", "--json",
+        ]);
+        assert!(o.status.success(), "{o:?}");
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let sent = report["sent"].as_u64().unwrap();
+        // One message every 0.5 ms for 1 s: 2,000, less the few granted just before the end
+        // that a publisher saw only after it.
+        assert!((1_900..=2_000).contains(&sent), "{report}");
+        assert_eq!(report["received"].as_u64().unwrap(), sent, "{report}");
+        assert_eq!(report["lost"], 0, "{report}");
+        assert_eq!(report["duplicated"], 0, "{report}");
+        assert_eq!(report["out_of_order"], 0, "{report}");
+    }
+}

@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, Interest};
 use tokio::net::TcpStream;
 
 /// A byte stream the driver reads from and writes to.
@@ -63,7 +63,22 @@ impl Transport for TcpStream {
             // Readiness first, so that the buffer exists only when there is something to read.
             ready!(self.poll_read_ready(cx))?;
             make_room(buf, want);
-            match self.try_read_buf(buf) {
+            let room = buf.capacity() - buf.len();
+            let mut read = 0;
+            // A read that did not fill the room drained the socket: clearing the readiness now
+            // (as tokio's own `poll_read` does) saves the next wake-up a read that would only
+            // find nothing. tokio clears it only if no readiness arrived since the read began.
+            let r = self.try_io(Interest::READABLE, || {
+                read = self.try_read_buf(buf)?;
+                if read > 0 && read < room {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(read)
+            });
+            match r {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && read > 0 => {
+                    return Poll::Ready(Ok(read))
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => release_if_empty(buf),
                 r => return Poll::Ready(r),
             }

@@ -14,6 +14,7 @@
 //! counts loss, duplicates and reordering and measures latency (hdrhistogram).
 
 pub mod net;
+pub mod pace;
 pub mod proc;
 pub mod stats;
 pub mod tasks;
@@ -107,7 +108,8 @@ pub struct BenchArgs {
     /// Wildcard filters in the routing table (`subs`).
     #[arg(long = "wildcards", default_value_t = 1_000)]
     pub wildcards: usize,
-    /// Total messages per second over all publishers; 0 = as fast as possible.
+    /// Total messages per second over all publishers, one every 1/rate seconds, round robin
+    /// over the publishers (open loop); 0 = as fast as possible.
     #[arg(short = 'r', long = "rate", default_value_t = 0.0)]
     pub rate: f64,
     /// Seconds of measurement.
@@ -407,11 +409,22 @@ async fn run_plan(
             ))
         })
         .collect();
-    let per_pub_rate = if args.rate > 0.0 {
-        args.rate / n_pubs as f64
+    let credits: Vec<Arc<pace::Credits>> = if args.rate > 0.0 {
+        (0..n_pubs).map(|_| Arc::default()).collect()
     } else {
-        0.0
+        Vec::new()
     };
+    let pacer = (args.rate > 0.0)
+        .then(|| {
+            pace::Pacer::spawn(
+                args.rate,
+                clock.base.into_std(),
+                clock.end.into_std(),
+                credits.clone(),
+            )
+        })
+        .transpose()
+        .map_err(io_err("pacer"))?;
     let pubs: Vec<_> = pub_conns
         .into_iter()
         .zip(plan.publishers)
@@ -422,9 +435,8 @@ async fn run_plan(
                 topics,
                 qos,
                 size: args.size.max(net::HEADER_LEN),
-                rate: per_pub_rate,
+                credits: credits.get(i).cloned(),
                 inflight: args.inflight.max(1),
-                phase: i as f64 / n_pubs as f64,
             };
             tokio::spawn(tasks::publisher(c, spec, clock.clone(), live.clone()))
         })
@@ -440,6 +452,7 @@ async fn run_plan(
         sent += r.sent;
         sent_in_window += r.sent_in_window;
     }
+    drop(pacer);
     // Wait until everything expected arrived, or nothing has arrived for 2 s.
     let expected = sent * plan.receivers_per_message;
     let mut last = live.received.load(Ordering::Relaxed);

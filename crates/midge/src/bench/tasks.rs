@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::net::{parse_header, payload, Conn};
+use super::pace::Credits;
 use super::stats::{SeqOutcome, SubStats};
 
 /// Stop encoding new messages while this much output is unsent.
@@ -62,12 +63,10 @@ pub struct PubSpec {
     pub qos: QoS,
     /// Payload size.
     pub size: usize,
-    /// Messages per second for this publisher; 0 = as fast as possible.
-    pub rate: f64,
+    /// Send credits from the pacer (fixed rate); `None`: as fast as possible.
+    pub credits: Option<Arc<Credits>>,
     /// QoS 1/2 messages in flight.
     pub inflight: usize,
-    /// Offset of this publisher within one sending period, 0 to 1 (rate mode).
-    pub phase: f64,
 }
 
 /// What a publisher did.
@@ -95,13 +94,6 @@ pub async fn publisher(
     let mut seq: u64 = 0;
     let mut inflight = 0usize;
     let mut next_pid: u16 = 1;
-    // Publishers at a fixed rate are spread evenly over one period, so that N publishers do
-    // not fire in synchronized bursts of N messages.
-    let start = if spec.rate > 0.0 {
-        Instant::now() + Duration::from_secs_f64(spec.phase / spec.rate)
-    } else {
-        Instant::now()
-    };
     let mut draining = false;
     let drain_deadline = clock.end + Duration::from_secs(10);
     loop {
@@ -113,11 +105,9 @@ pub async fn publisher(
             break;
         }
         if !draining && wbuf.len() < WRITE_HIGH_WATER {
-            let mut budget = if spec.rate > 0.0 {
-                let due = (now.duration_since(start).as_secs_f64() * spec.rate) as u64;
-                due.saturating_sub(seq) as usize
-            } else {
-                QOS0_BATCH
+            let mut budget = match &spec.credits {
+                Some(c) => c.granted().saturating_sub(seq) as usize,
+                None => QOS0_BATCH,
             };
             if spec.qos != QoS::AtMostOnce {
                 budget = budget.min(spec.inflight.saturating_sub(inflight));
@@ -157,14 +147,8 @@ pub async fn publisher(
                 live.sent.fetch_add(1, Ordering::Relaxed);
             }
         }
-        // In rate mode the task sleeps until its next message is due: one wake-up per
-        // message rather than a fixed tick, so the generator stays cheap at low rates.
-        let pace = spec.rate > 0.0 && !draining;
-        let next_due = if pace {
-            start + Duration::from_secs_f64((seq + 1) as f64 / spec.rate)
-        } else {
-            clock.end
-        };
+        // In rate mode the task waits for the pacer's next credit: one wake-up per message.
+        let paced = spec.credits.as_deref().filter(|_| !draining);
         tokio::select! {
             r = c.reader.read_buf(&mut c.rbuf) => {
                 if r? == 0 {
@@ -183,7 +167,7 @@ pub async fn publisher(
             }
             // Cancel-safe: see `WriteHalf::write_or_flush`.
             r = c.writer.write_or_flush(&mut wbuf), if !wbuf.is_empty() || c.writer.unflushed() => { r?; }
-            _ = tokio::time::sleep_until(next_due), if pace && wbuf.is_empty() => {}
+            _ = next_credit(paced), if paced.is_some() && wbuf.is_empty() => {}
             _ = tokio::time::sleep_until(clock.end), if !draining => {}
             _ = tokio::time::sleep_until(drain_deadline), if draining => {}
         }
@@ -193,6 +177,13 @@ pub async fn publisher(
     let _ = c.writer.write_all_buf(&mut wbuf).await;
     let _ = c.writer.flush().await;
     Ok(res)
+}
+
+async fn next_credit(credits: Option<&Credits>) {
+    match credits {
+        Some(c) => c.wait().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Subscribes to `filters` (100 per SUBSCRIBE) and waits for every SUBACK.
