@@ -137,6 +137,35 @@ def raise_nofile():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+HALT_POLL = "/sys/module/haltpoll/parameters/guest_halt_poll_ns"
+
+
+def cpu_ticks():
+    """(steal, total) jiffies of all CPUs from /proc/stat, or None off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return None
+    # user nice system idle iowait irq softirq steal [guest guest_nice, counted in user]
+    return fields[7] if len(fields) > 7 else 0, sum(fields[:8])
+
+
+def steal_percent(before, after):
+    """Share of CPU time the hypervisor gave to others while a vCPU wanted to run."""
+    if before is None or after is None or after[1] == before[1]:
+        return None
+    return 100.0 * (after[0] - before[0]) / (after[1] - before[1])
+
+
+def halt_poll():
+    try:
+        with open(HALT_POLL) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def bench(broker, args, timeout):
     # A keep-alive (the same for every broker) because rumqttd refuses 0; runs are far
     # shorter than 1.5 x 600 s, so no PINGREQ is needed.
@@ -199,7 +228,32 @@ def main():
     ap.add_argument("--persistent", action="store_true",
                     help="QoS 1 to persistent sessions: midge (store), midge --in-memory, "
                          "mosquitto (persistence true)")
+    ap.add_argument("--halt-poll-ns", type=int,
+                    help="set the guest's halt polling (KVM haltpoll cpuidle driver) for the run "
+                         "and restore it afterwards; needs root")
     a = ap.parse_args()
+    saved = halt_poll()
+    if a.halt_poll_ns is not None:
+        if saved is None:
+            sys.exit(f"--halt-poll-ns: {HALT_POLL} is not there (not a KVM guest with haltpoll)")
+        set_halt_poll(a.halt_poll_ns)
+    try:
+        run(a)
+    finally:
+        if a.halt_poll_ns is not None:
+            set_halt_poll(saved)
+
+
+def set_halt_poll(ns):
+    try:
+        with open(HALT_POLL, "w") as f:
+            f.write(str(ns))
+    except OSError as e:
+        sys.exit(f"--halt-poll-ns: cannot write {HALT_POLL}: {e} (run as root)")
+    print(f"guest halt polling set to {ns} ns", file=sys.stderr)
+
+
+def run(a):
     runs = 1 if a.quick else a.runs
     duration = a.duration or (2 if a.quick else 5)
     if a.persistent:
@@ -212,18 +266,23 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for label, args, key in scenarios(a.quick, duration, a.only, a.persistent):
             for name in names:
-                vals, cpus, rss, lost = [], [], [], []
+                vals, cpus, rss, lost, steal = [], [], [], [], []
                 for _ in range(runs):
                     b = Broker(name, tmp, a.persistent)
                     b.start()
+                    before = cpu_ticks()
                     try:
                         r = bench(b, args, timeout=300)
                     except subprocess.TimeoutExpired:
                         r = {"error": "timeout"}
                     finally:
                         b.stop()
+                    steal.append(steal_percent(before, cpu_ticks()))
                     if "error" in r:
                         print(f"{label} / {name}: {r['error']}", file=sys.stderr)
+                        if r["error"] == "timeout":
+                            # It will time out again: five minutes per run for nothing.
+                            break
                         continue
                     vals.append(r.get(key))
                     cpus.append(r.get("broker_cpu_secs"))
@@ -231,20 +290,27 @@ def main():
                     lost.append(r.get("lost", r.get("failures")))
                     print(f"{label} / {name}: {fmt(r.get(key), key)}", file=sys.stderr)
                 med = lambda xs: statistics.median([x for x in xs if x is not None]) if any(x is not None for x in xs) else None
-                results[(label, name)] = (med(vals), med(cpus), med(rss), max([x for x in lost if x is not None], default=None))
+                results[(label, name)] = (med(vals), med(cpus), med(rss), max([x for x in lost if x is not None], default=None), med(steal))
     lines = []
     lines.append(f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}; "
                  f"date {datetime.date.today().isoformat()}; {runs} run(s) per cell, median; "
                  f"{duration:g} s measured after 1 s warm-up; 64-byte payloads; MQTT 3.1.1; "
                  f"load generator `midge bench` on the same machine.")
+    hp = halt_poll()
+    if hp is not None:
+        lines.append("")
+        lines.append(f"Virtual machine: guest halt polling {hp} ns ({HALT_POLL}; 0: an idle vCPU halts at "
+                     "once and every wake-up goes through the hypervisor). Steal: CPU time the "
+                     "hypervisor gave to others while this machine's vCPUs wanted to run, during each "
+                     "cell's runs (median), from /proc/stat.")
     lines.append("")
     header = "| scenario | " + " | ".join(names) + " | midge/mosquitto | " + \
              " | ".join(f"{n} CPU s" for n in names) + " | " + " | ".join(f"{n} peak RSS MiB" for n in names) + \
-             " | " + " | ".join(f"{n} lost" for n in names) + " |"
+             " | " + " | ".join(f"{n} lost" for n in names) + " | steal % (" + " / ".join(names) + ") |"
     lines.append(header)
     lines.append("|" + "---|" * (header.count("|") - 1))
     for label, _, key in scenarios(a.quick, duration, a.only, a.persistent):
-        vals = [results.get((label, n), (None,) * 4) for n in names]
+        vals = [results.get((label, n), (None,) * 5) for n in names]
         m, q = vals[mi][0], vals[qi][0]
         if m is not None and q:
             ratio = f"{(q / m if key.startswith('latency') or key.endswith('per_connection') else m / q):.2f}x"
@@ -253,7 +319,8 @@ def main():
         row = [label] + [fmt(v[0], key) for v in vals] + [ratio] + \
               [fmt(v[1], "latency") if v[1] is not None else "n/a" for v in vals] + \
               [f"{v[2]:.1f}" if v[2] is not None else "n/a" for v in vals] + \
-              [str(v[3]) if v[3] is not None else "n/a" for v in vals]
+              [str(v[3]) if v[3] is not None else "n/a" for v in vals] + \
+              [" / ".join(f"{v[4]:.1f}" if v[4] is not None else "n/a" for v in vals)]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     lines.append("For latency and memory per connection the ratio is mosquitto/midge, so above 1 means midge is better everywhere.")

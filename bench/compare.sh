@@ -4,7 +4,7 @@
 # midge/mosquitto with each broker's CPU seconds and peak RSS.
 #
 # Usage: bench/compare.sh [--runs N] [--duration SECS] [--quick] [--only TEXT] [--out FILE]
-#                         [--persistent]
+#                         [--persistent] [--halt-poll-ns NS]
 #   --runs N       runs per cell, the median is reported (default 3)
 #   --duration S   measured seconds per run (default 5; --quick: 2)
 #   --quick        fewer clients and filters, one run: a smoke test of the script itself
@@ -12,6 +12,9 @@
 #   --out FILE     write the markdown there (default: stdout)
 #   --persistent   QoS 1 to persistent sessions instead: midge with its store (default
 #                  durability policy), midge --in-memory, mosquitto with persistence true
+#   --halt-poll-ns NS  on a KVM guest, set the guest's halt polling for the run (restored
+#                  afterwards; needs root). The table always reports the setting and the
+#                  hypervisor's steal, which decide the latency tail on a virtual machine.
 # Installs Debian's mosquitto and rumqttd (cargo install) if missing; set
 # MIDGE_COMPARE_SKIP_RUMQTTD=1 to leave rumqttd out.
 set -euo pipefail
