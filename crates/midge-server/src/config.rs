@@ -192,6 +192,9 @@ const CLI_KEYS: ListenerKeys = ListenerKeys {
     anonymous: "--allow-anonymous",
 };
 
+/// Longest TCP keep-alive idle time Linux accepts (TCP_KEEPIDLE).
+const MAX_TCP_KEEPALIVE_SECS: u32 = 32_767;
+
 /// The `[limits]` table. Every key has a default.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -218,6 +221,10 @@ pub struct LimitsFile {
     pub max_session_expiry_secs: u32,
     /// Time allowed between TCP accept and CONNECT. Default 10.
     pub connect_timeout_secs: u32,
+    /// TCP keep-alive on client sockets: seconds a connection may be silent before the kernel
+    /// probes the peer (every 30 s, or this often if shorter; 4 unanswered probes close it).
+    /// Finds dead clients that MQTT keep-alive does not (keep-alive 0). 0 = off. Default 300.
+    pub tcp_keepalive_secs: u32,
     /// Largest client identifier. Default 256.
     pub max_client_id_len: usize,
     /// Retained messages kept. Default 100,000.
@@ -254,6 +261,7 @@ impl Default for LimitsFile {
             max_keep_alive_secs: b.max_keep_alive_secs,
             max_session_expiry_secs: b.max_session_expiry_secs,
             connect_timeout_secs: 10,
+            tcp_keepalive_secs: 300,
             max_client_id_len: b.max_client_id_len,
             max_retained_messages: b.max_retained_messages,
             topic_alias_maximum: b.topic_alias_maximum,
@@ -469,6 +477,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// CONNECT must arrive within this time.
     pub connect_timeout: Duration,
+    /// Idle time before TCP keep-alive probes; `None`: no SO_KEEPALIVE.
+    pub tcp_keepalive: Option<Duration>,
     /// Worker threads; 0 = one per core.
     pub worker_threads: usize,
     /// The broker core's settings.
@@ -601,6 +611,16 @@ impl ServerConfig {
                 "limits.connect_timeout_secs",
                 "must be at least 1".into(),
                 "use a number of seconds (default 10)",
+            ));
+        }
+        if l.tcp_keepalive_secs > MAX_TCP_KEEPALIVE_SECS {
+            return Err(invalid(
+                "limits.tcp_keepalive_secs",
+                format!(
+                    "{} is above {MAX_TCP_KEEPALIVE_SECS}, the longest idle time TCP keep-alive takes",
+                    l.tcp_keepalive_secs
+                ),
+                "use 1 to 32767 seconds, or 0 to turn TCP keep-alive off (default 300)",
             ));
         }
         let policy = match l.queue_full_policy.as_str() {
@@ -783,6 +803,8 @@ impl ServerConfig {
             worker_threads: file.server.worker_threads,
             max_connections: l.max_connections,
             connect_timeout: Duration::from_secs(u64::from(l.connect_timeout_secs)),
+            tcp_keepalive: (l.tcp_keepalive_secs > 0)
+                .then(|| Duration::from_secs(u64::from(l.tcp_keepalive_secs))),
             broker: BrokerConfig {
                 max_packet_size: l.max_packet_size_bytes,
                 max_inflight: l.max_inflight_messages,
@@ -959,6 +981,28 @@ mod tests {
             .expect_err("invalid")
             .to_string();
         assert!(msg.contains("--listen"), "{msg}");
+    }
+
+    #[test]
+    fn tcp_keepalive_defaults_to_300_s_and_0_turns_it_off() {
+        let c = ServerConfig::default();
+        assert_eq!(c.tcp_keepalive, Some(Duration::from_secs(300)));
+        let f = FileConfig::parse("[limits]\ntcp_keepalive_secs = 0\n", Path::new("m.toml"))
+            .expect("parses");
+        let c = ServerConfig::from_file(f, &[], "m.toml").expect("valid");
+        assert_eq!(c.tcp_keepalive, None);
+        let f = FileConfig::parse(
+            "[limits]\ntcp_keepalive_secs = 40000\n",
+            Path::new("m.toml"),
+        )
+        .expect("parses");
+        let msg = ServerConfig::from_file(f, &[], "m.toml")
+            .expect_err("above TCP_KEEPIDLE's range")
+            .to_string();
+        assert!(
+            msg.contains("limits.tcp_keepalive_secs") && msg.contains("1 to 32767"),
+            "{msg}"
+        );
     }
 
     #[test]

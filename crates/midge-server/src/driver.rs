@@ -88,6 +88,8 @@ pub struct DriverConfig {
     pub limits: DecodeLimits,
     /// Connect timeout.
     pub connect_timeout: Duration,
+    /// Idle time before TCP keep-alive probes on accepted sockets; `None`: off.
+    pub tcp_keepalive: Option<Duration>,
     /// Byte rate and memory budget.
     pub live: Arc<Limits>,
 }

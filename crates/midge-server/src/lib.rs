@@ -193,6 +193,7 @@ impl Server {
             cfg: Arc::new(ArcSwap::from_pointee(DriverConfig {
                 limits: self.config.decode_limits(),
                 connect_timeout: self.config.connect_timeout,
+                tcp_keepalive: self.config.tcp_keepalive,
                 live: limits.clone(),
             })),
             shutdown: shutdown.clone(),

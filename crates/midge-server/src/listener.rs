@@ -17,7 +17,7 @@ use midge_broker::Broker;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::auth::{listener_auth, AuthFiles, AuthPool, AuthSettings};
 use crate::config::{ListenerConfig, ListenerKind};
@@ -232,6 +232,11 @@ pub async fn accept_loop(listener: BoundListener, shared: Shared) {
             continue;
         };
         let _ = stream.set_nodelay(true);
+        if let Some(idle) = cfg.tcp_keepalive {
+            if let Err(e) = set_keepalive(&stream, idle) {
+                debug!(%peer, error = %e, "could not enable TCP keep-alive");
+            }
+        }
         let s = &shared;
         match Handshake::for_kind(rt.config.kind) {
             // The plain path spawns the driver itself: the smallest task per connection.
@@ -258,6 +263,27 @@ pub async fn accept_loop(listener: BoundListener, shared: Shared) {
             }
         }
     }
+}
+
+/// Interval between TCP keep-alive probes (or the idle time, if shorter).
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// Unanswered probes after which the kernel closes the connection.
+const KEEPALIVE_PROBES: u32 = 4;
+
+/// SO_KEEPALIVE: after `idle` without traffic the kernel probes the peer, and a peer that
+/// stopped answering (powered off, unplugged, behind a NAT that forgot it) is closed.
+fn set_keepalive(stream: &TcpStream, idle: Duration) -> std::io::Result<()> {
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(idle)
+        .with_interval(KEEPALIVE_INTERVAL.min(idle));
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "macos"
+    ))]
+    let ka = ka.with_retries(KEEPALIVE_PROBES);
+    socket2::SockRef::from(stream).set_tcp_keepalive(&ka)
 }
 
 /// What a listener does between accept and MQTT.

@@ -167,6 +167,7 @@ impl Control {
         self.shared.cfg.store(Arc::new(DriverConfig {
             limits: new.decode_limits(),
             connect_timeout: new.connect_timeout,
+            tcp_keepalive: new.tcp_keepalive,
             live: self.limits.clone(),
         }));
         self.sys_interval.store(Arc::new(new.sys_interval));

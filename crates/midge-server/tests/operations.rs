@@ -710,3 +710,50 @@ async fn memory_budget_pauses_publishers_until_memory_is_back() {
     assert_eq!(&p.payload[..], b"second");
     metric_until(&s, "midge_memory_paused", |v| v == 0.0).await;
 }
+
+/// The kernel's timer on the broker's side of the connection from `client`, from
+/// /proc/net/tcp: "02" is the keep-alive timer, "00" none.
+#[cfg(target_os = "linux")]
+fn server_side_timer(server: SocketAddr, client: SocketAddr) -> Option<String> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let local = format!(":{:04X}", server.port());
+    let remote = format!(":{:04X}", client.port());
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f[1].ends_with(&local) && f[2].ends_with(&remote))
+            .then(|| f[5].split(':').next().unwrap().to_owned())
+    })
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn client_sockets_get_tcp_keepalive_unless_it_is_turned_off() {
+    for (setting, timer) in [(Some(Duration::from_secs(300)), "02"), (None, "00")] {
+        let s = server(|c| c.tcp_keepalive = setting).await;
+        let addr = s.local_addrs[0];
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let connect = Packet::Connect(Box::new(connect_packet(
+            midge_codec::ProtocolVersion::V311,
+            "keepalive",
+        )));
+        stream
+            .write_all(&bytes_of(&connect, midge_codec::ProtocolVersion::V311))
+            .await
+            .unwrap();
+        // CONNACK: the broker has accepted the socket and set its options.
+        let mut connack = [0u8; 4];
+        stream.read_exact(&mut connack).await.unwrap();
+        assert_eq!(connack[0], 0x20);
+        let client = stream.local_addr().unwrap();
+        // "01" (retransmission) until the client's ACK of the CONNACK is in.
+        let mut seen = server_side_timer(addr, client);
+        for _ in 0..100 {
+            if seen.as_deref() != Some("01") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            seen = server_side_timer(addr, client);
+        }
+        assert_eq!(seen.as_deref(), Some(timer), "tcp_keepalive {setting:?}");
+    }
+}

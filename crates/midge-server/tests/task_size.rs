@@ -23,6 +23,7 @@ async fn connection_future_fits_an_896_byte_task() {
     let cfg = Arc::new(DriverConfig {
         limits: Default::default(),
         connect_timeout: Duration::from_secs(1),
+        tcp_keepalive: None,
         live: Arc::new(Limits::new(10, &RateLimits::default())),
     });
     // What the listener gives each connection: a slot in total and one on the listener.
