@@ -125,6 +125,45 @@ pub struct LimitStats {
     pub memory_pauses: AtomicU64,
 }
 
+/// At most one log line per second for an event that can repeat thousands of times a second
+/// (a connection flood against a full server), counting the occurrences it did not log.
+#[derive(Debug, Default)]
+pub struct LogThrottle {
+    /// No line before this time (ms since the UNIX epoch).
+    next_ms: AtomicU64,
+    /// Occurrences since the last line.
+    unlogged: AtomicU64,
+}
+
+impl LogThrottle {
+    /// `Some(n)`: log this occurrence, and say that `n` were not logged since the last line;
+    /// `None`: count it and stay quiet.
+    pub fn admit(&self, now_ms: u64) -> Option<u64> {
+        let next = self.next_ms.load(Ordering::Relaxed);
+        if now_ms >= next
+            && self
+                .next_ms
+                .compare_exchange(next, now_ms + 1000, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(self.unlogged.swap(0, Ordering::Relaxed));
+        }
+        self.unlogged.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
+/// Log throttles of the refusals at accept.
+#[derive(Debug, Default)]
+pub struct RefusalLogs {
+    /// `limits.max_connections` reached.
+    pub max_connections: LogThrottle,
+    /// A listener's `max_connections` reached.
+    pub listener_max_connections: LogThrottle,
+    /// `limits.max_connection_rate_per_sec` exceeded.
+    pub connection_rate: LogThrottle,
+}
+
 /// The live limits every listener and connection reads.
 #[derive(Debug)]
 pub struct Limits {
@@ -142,6 +181,8 @@ pub struct Limits {
     paused_waiters: Mutex<Vec<Arc<dyn Notify>>>,
     /// What was refused.
     pub stats: LimitStats,
+    /// Refusals logged at most once a second each.
+    pub refusal_logs: RefusalLogs,
 }
 
 impl Limits {
@@ -156,6 +197,7 @@ impl Limits {
             memory_paused: AtomicBool::new(false),
             paused_waiters: Mutex::new(Vec::new()),
             stats: LimitStats::default(),
+            refusal_logs: RefusalLogs::default(),
         };
         l.update(max_connections, rates);
         l
@@ -263,6 +305,18 @@ pub async fn memory_loop(limits: Arc<Limits>, gauge: Arc<MemoryGauge>, stop: Can
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_throttle_lets_one_line_a_second_through_and_counts_the_rest() {
+        let t = LogThrottle::default();
+        assert_eq!(t.admit(10_000), Some(0));
+        for ms in 10_001..10_999 {
+            assert_eq!(t.admit(ms), None);
+        }
+        assert_eq!(t.admit(11_000), Some(998));
+        assert_eq!(t.admit(11_001), None);
+        assert_eq!(t.admit(60_000), Some(1));
+    }
 
     #[test]
     fn slots_count_and_change() {

@@ -170,7 +170,9 @@ fn admit(rt: &ListenerRuntime, cfg: &DriverConfig, peer: SocketAddr) -> Option<P
         live.stats
             .refused_max_connections
             .fetch_add(1, Ordering::Relaxed);
-        warn!(%peer, "connection refused: limits.max_connections reached");
+        if let Some(unlogged) = live.refusal_logs.max_connections.admit(driver::now().0) {
+            warn!(%peer, unlogged, "connection refused: limits.max_connections reached (logged at most once a second; unlogged: refusals since the last line)");
+        }
         return None;
     };
     let listener = match &rt.slots {
@@ -180,14 +182,19 @@ fn admit(rt: &ListenerRuntime, cfg: &DriverConfig, peer: SocketAddr) -> Option<P
                 live.stats
                     .refused_max_connections
                     .fetch_add(1, Ordering::Relaxed);
-                warn!(%peer, listener = %rt.name, "connection refused: the listener's max_connections reached");
+                let log = &live.refusal_logs.listener_max_connections;
+                if let Some(unlogged) = log.admit(driver::now().0) {
+                    warn!(%peer, listener = %rt.name, unlogged, "connection refused: the listener's max_connections reached (logged at most once a second; unlogged: refusals since the last line)");
+                }
                 return None;
             }
         },
         None => None,
     };
     if !live.accept_allowed() {
-        warn!(%peer, "connection refused: limits.max_connection_rate_per_sec exceeded");
+        if let Some(unlogged) = live.refusal_logs.connection_rate.admit(driver::now().0) {
+            warn!(%peer, unlogged, "connection refused: limits.max_connection_rate_per_sec exceeded (logged at most once a second; unlogged: refusals since the last line)");
+        }
         return None;
     }
     Some(Permit {

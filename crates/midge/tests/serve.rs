@@ -133,3 +133,48 @@ fn bad_config_file_names_file_and_key() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Waits until the broker has closed `s` (read returns end of stream or an error).
+fn wait_closed(mut s: TcpStream) {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut b = [0u8; 16];
+    while let Ok(n) = s.read(&mut b) {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+#[test]
+fn refused_connections_are_logged_at_most_once_a_second_and_all_counted() {
+    let dir = common::TempDir::new("refusal-log");
+    let cfg = dir.0.join("midge.toml");
+    std::fs::write(&cfg, "[limits]\nmax_connections = 1\n").unwrap();
+    let b = start(&["--config", cfg.to_str().unwrap()]);
+    let _held = connect_v5(&b.addr);
+    for _ in 0..50 {
+        wait_closed(TcpStream::connect(&b.addr).unwrap());
+    }
+    // A second later the next refusal is logged, with the count of those not logged.
+    std::thread::sleep(Duration::from_millis(1100));
+    wait_closed(TcpStream::connect(&b.addr).unwrap());
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut reported = 0;
+    while reported < 51 && Instant::now() < deadline {
+        if let Ok(line) = b.logs.recv_timeout(Duration::from_millis(100)) {
+            if line.contains("connection refused: limits.max_connections reached") {
+                let unlogged: u64 = line
+                    .split("unlogged=")
+                    .nth(1)
+                    .and_then(|r| r.split_whitespace().next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("no unlogged count in {line}"));
+                reported += 1 + unlogged;
+                lines.push(line);
+            }
+        }
+    }
+    assert_eq!(reported, 51, "{lines:#?}");
+    assert!((2..=3).contains(&lines.len()), "{lines:#?}");
+}
