@@ -22,7 +22,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIDGE = os.path.join(ROOT, "target", "release", "midge")
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-RUMQTTD = shutil.which("rumqttd")
+# rumqttd joins the table when it is on PATH, unless MIDGE_COMPARE_SKIP_RUMQTTD is set.
+RUMQTTD = None if os.environ.get("MIDGE_COMPARE_SKIP_RUMQTTD") else shutil.which("rumqttd")
 
 # Same limits for every broker: persistence off, 1000 queued messages per client,
 # 64 in flight, 1 MiB packets, no connection limit below the open-file limit.
