@@ -41,8 +41,10 @@ pub struct ListenerRuntime {
     pub auth_files: AuthFiles,
     /// WebSocket path.
     pub ws_path: Arc<str>,
-    /// This listener's own connection slots, if it has a limit.
-    pub slots: Option<Arc<Slots>>,
+    /// This listener's connections: counted also without a limit (the maximum is then
+    /// `usize::MAX`), so that a limit set by a reload counts the connections already open,
+    /// and kept across reloads that keep the listener.
+    pub slots: Arc<Slots>,
 }
 
 impl ListenerRuntime {
@@ -76,7 +78,7 @@ impl ListenerRuntime {
             listener_auth(&config, settings, pool).map_err(|e| invalid(e.to_string()))?;
         Ok(ListenerRuntime {
             ws_path: config.ws_path.as_str().into(),
-            slots: config.max_connections.map(Slots::new),
+            slots: Slots::new(config.max_connections.unwrap_or(usize::MAX)),
             config,
             name,
             tls,
@@ -160,7 +162,7 @@ pub struct Shared {
 #[derive(Debug)]
 struct Permit {
     _total: SlotGuard,
-    _listener: Option<SlotGuard>,
+    _listener: SlotGuard,
 }
 
 /// Takes a slot in total and on the listener, and a token of the connection rate.
@@ -175,21 +177,15 @@ fn admit(rt: &ListenerRuntime, cfg: &DriverConfig, peer: SocketAddr) -> Option<P
         }
         return None;
     };
-    let listener = match &rt.slots {
-        Some(slots) => match slots.try_take() {
-            Some(g) => Some(g),
-            None => {
-                live.stats
-                    .refused_max_connections
-                    .fetch_add(1, Ordering::Relaxed);
-                let log = &live.refusal_logs.listener_max_connections;
-                if let Some(unlogged) = log.admit(driver::now().0) {
-                    warn!(%peer, listener = %rt.name, unlogged, "connection refused: the listener's max_connections reached (logged at most once a second; unlogged: refusals since the last line)");
-                }
-                return None;
-            }
-        },
-        None => None,
+    let Some(listener) = rt.slots.try_take() else {
+        live.stats
+            .refused_max_connections
+            .fetch_add(1, Ordering::Relaxed);
+        let log = &live.refusal_logs.listener_max_connections;
+        if let Some(unlogged) = log.admit(driver::now().0) {
+            warn!(%peer, listener = %rt.name, unlogged, "connection refused: the listener's max_connections reached (logged at most once a second; unlogged: refusals since the last line)");
+        }
+        return None;
     };
     if !live.accept_allowed() {
         if let Some(unlogged) = live.refusal_logs.connection_rate.admit(driver::now().0) {

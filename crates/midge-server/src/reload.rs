@@ -131,6 +131,11 @@ impl Control {
                 }
             } else {
                 report.push(format!("listener {} changed", rt.name));
+                // Same socket, same connections: they keep counting against its limit.
+                let mut rt = rt;
+                rt.slots = e.runtime.load().slots.clone();
+                rt.slots
+                    .set_max(rt.config.max_connections.unwrap_or(usize::MAX));
                 e.configured = rt.config.clone();
                 e.runtime.store(Arc::new(rt));
             }

@@ -546,6 +546,41 @@ async fn max_connections_in_total_and_per_listener() {
 }
 
 #[tokio::test]
+async fn a_listener_keeps_counting_its_connections_across_reloads() {
+    let s = server(|_| {}).await;
+    let addr = s.local_addrs[0];
+    let one = Client::v311(addr, "one").await;
+    // A limit set by a reload counts the connection that was already open.
+    let mut c = s.control.config.lock().clone();
+    c.listeners[0].max_connections = Some(1);
+    s.control.reload_with(c.clone()).await.unwrap();
+    let mut refused = Client::open(addr, V311).await;
+    refused.expect_closed().await;
+    // Raising it keeps the count: one more, not two.
+    c.listeners[0].max_connections = Some(2);
+    s.control.reload_with(c).await.unwrap();
+    let mut two = Client::v311(addr, "two").await;
+    let mut refused = Client::open(addr, V311).await;
+    refused.expect_closed().await;
+    // A connection from before the reloads gives its slot back when it ends (the broker
+    // closes the socket just before it lets go of the slot: retry briefly).
+    one.disconnect().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut three = loop {
+        let mut c = Client::open(addr, V311).await;
+        c.send(&Packet::Connect(Box::new(connect_packet(V311, "three"))))
+            .await;
+        match c.read(Duration::from_secs(2)).await {
+            Read::Packet(Packet::ConnAck(a)) if a.code == ReasonCode::Success => break c,
+            other if Instant::now() > deadline => panic!("three: {other:?}"),
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    three.ping().await;
+    two.ping().await;
+}
+
+#[tokio::test]
 async fn connection_rate_refuses_a_burst() {
     let s = server(|c| {
         c.limits = RateLimits {
