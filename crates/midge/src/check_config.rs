@@ -5,11 +5,19 @@
 //! Contract: exit code 0 and the TOML on stdout (warnings on stderr) when the file is valid;
 //! exit code 1 and a message naming the file, the key or line, and the fix when it is not.
 //! The printed TOML loads with `midge serve -c` to the same configuration.
+//!
+//! Beyond the file itself it opens what `midge serve` opens at start: every listener's
+//! certificate, key, CA, password and ACL files, `http.password_file`, and the log level
+//! list. Only binding the sockets and opening the data directory are left to `midge serve`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
-use midge_server::FileConfig;
+use midge_auth::acl::AclFile;
+use midge_auth::password::PasswordFile;
+use midge_server::listener::ListenerRuntime;
+use midge_server::{FileConfig, ServerConfig};
 
 use crate::serve::{load_config, ServeArgs};
 
@@ -65,7 +73,8 @@ fn check(args: &CheckConfigArgs) -> anyhow::Result<(String, Vec<String>)> {
         ..Default::default()
     };
     // Validation is `midge serve`'s own; the file is read again only to print it.
-    let (_, warnings) = load_config(&serve)?;
+    let (config, mut warnings) = load_config(&serve)?;
+    check_files(&config, &mut warnings)?;
     let (file, source): (FileConfig, &Path) = match (&args.config, &args.mosquitto_conf) {
         (Some(path), _) => (FileConfig::load(path)?, path),
         (None, Some(path)) => (crate::mosquitto_conf::load(path)?.0, path),
@@ -77,6 +86,28 @@ fn check(args: &CheckConfigArgs) -> anyhow::Result<(String, Vec<String>)> {
         source.display()
     );
     Ok((toml, warnings))
+}
+
+/// Loads what `midge serve` loads at start besides the configuration file, and adds the ACL
+/// files' warnings to `warnings`.
+fn check_files(config: &ServerConfig, warnings: &mut Vec<String>) -> anyhow::Result<()> {
+    for l in &config.listeners {
+        let name: Arc<str> = format!("{}://{}", l.kind.scheme(), l.addr).into();
+        ListenerRuntime::load(l.clone(), name, &config.auth, None)?;
+        if let Some(path) = &l.acl_file {
+            let acl = AclFile::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            warnings.extend(
+                acl.warnings()
+                    .iter()
+                    .map(|w| format!("{}: {w}", path.display())),
+            );
+        }
+    }
+    if let Some(path) = config.http.as_ref().and_then(|h| h.password_file.as_ref()) {
+        PasswordFile::load(path).map_err(|e| anyhow::anyhow!("http.password_file: {e}"))?;
+    }
+    crate::serve::log_filter(&config.log.level)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -215,6 +215,15 @@ fn cli_listeners(args: &ServeArgs) -> anyhow::Result<Vec<ListenerFile>> {
     Ok(out)
 }
 
+/// The filter of a `log.level` list, or an error naming the key and the fix.
+pub fn log_filter(levels: &str) -> anyhow::Result<EnvFilter> {
+    EnvFilter::try_new(levels).map_err(|e| {
+        anyhow::anyhow!(
+            "log.level (--log-level): `{levels}` is not a level list ({e}); use e.g. \"info\" or \"warn,midge_server=debug\""
+        )
+    })
+}
+
 /// Text or JSON logs at the configured levels; `-v`/`-vv` raise every module to debug or
 /// trace, and `RUST_LOG` overrides both.
 fn init_logging(log: &midge_server::config::LogConfig, verbose: u8) -> anyhow::Result<()> {
@@ -225,11 +234,7 @@ fn init_logging(log: &midge_server::config::LogConfig, verbose: u8) -> anyhow::R
     };
     let filter = match EnvFilter::try_from_default_env() {
         Ok(f) => f,
-        Err(_) => EnvFilter::try_new(&levels).map_err(|e| {
-            anyhow::anyhow!(
-                "log.level (--log-level): `{levels}` is not a level list ({e}); use e.g. \"info\" or \"warn,midge_server=debug\""
-            )
-        })?,
+        Err(_) => log_filter(&levels)?,
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

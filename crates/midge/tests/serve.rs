@@ -178,3 +178,53 @@ fn refused_connections_are_logged_at_most_once_a_second_and_all_counted() {
     assert_eq!(reported, 51, "{lines:#?}");
     assert!((2..=3).contains(&lines.len()), "{lines:#?}");
 }
+
+#[test]
+fn check_config_opens_the_files_serve_opens_and_parses_the_log_level() {
+    let dir = common::TempDir::new("check-files");
+    let conf = dir.0.join("midge.toml");
+    let acl = dir.0.join("acl.txt");
+    let check = |text: &str| {
+        std::fs::write(&conf, text).unwrap();
+        let out = midge()
+            .arg("check-config")
+            .arg("-c")
+            .arg(&conf)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let missing = dir.0.join("missing-passwords");
+    let (code, err) = check(&format!(
+        "[[listener]]\nbind = \"127.0.0.1:0\"\npassword_file = \"{}\"\n",
+        missing.display()
+    ));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("missing-passwords") && err.contains("listener mqtt://127.0.0.1:0"),
+        "{err}"
+    );
+    std::fs::write(&acl, "topic readwrite a/#\nbogus line\n").unwrap();
+    let acl_conf = format!(
+        "[[listener]]\nbind = \"127.0.0.1:0\"\nacl_file = \"{}\"\n",
+        acl.display()
+    );
+    let (code, err) = check(&acl_conf);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("acl.txt:2") && err.contains("bogus"), "{err}");
+    let (code, err) = check(&format!(
+        "[http]\nlisten = \"127.0.0.1:0\"\npassword_file = \"{}\"\n",
+        missing.display()
+    ));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("http.password_file"), "{err}");
+    let (code, err) = check("[log]\nlevel = \"warn,midge=loud\"\n");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("log.level"), "{err}");
+    std::fs::write(&acl, "topic readwrite a/#\n").unwrap();
+    let (code, err) = check(&acl_conf);
+    assert_eq!(code, Some(0), "{err}");
+}
