@@ -965,10 +965,7 @@ mod tests {
 
     #[test]
     fn bad_value_names_key_and_fix() {
-        let f = FileConfig::parse("[mqtt]\nmax_qos = 3\n", Path::new("m.toml")).expect("parses");
-        let msg = ServerConfig::from_file(f, &[], "m.toml")
-            .expect_err("invalid")
-            .to_string();
+        let msg = from_text("[mqtt]\nmax_qos = 3\n").expect_err("invalid");
         assert!(
             msg.contains("mqtt.max_qos") && msg.contains("use 0, 1 or 2"),
             "{msg}"
@@ -983,22 +980,20 @@ mod tests {
         assert!(msg.contains("--listen"), "{msg}");
     }
 
+    /// The configuration of a file's text, or the error `midge serve` would print.
+    fn from_text(text: &str) -> Result<ServerConfig, String> {
+        let f = FileConfig::parse(text, Path::new("m.toml")).expect("parses");
+        ServerConfig::from_file(f, &[], "m.toml").map_err(|e| e.to_string())
+    }
+
     #[test]
     fn tcp_keepalive_defaults_to_300_s_and_0_turns_it_off() {
         let c = ServerConfig::default();
         assert_eq!(c.tcp_keepalive, Some(Duration::from_secs(300)));
-        let f = FileConfig::parse("[limits]\ntcp_keepalive_secs = 0\n", Path::new("m.toml"))
-            .expect("parses");
-        let c = ServerConfig::from_file(f, &[], "m.toml").expect("valid");
+        let c = from_text("[limits]\ntcp_keepalive_secs = 0\n").expect("valid");
         assert_eq!(c.tcp_keepalive, None);
-        let f = FileConfig::parse(
-            "[limits]\ntcp_keepalive_secs = 40000\n",
-            Path::new("m.toml"),
-        )
-        .expect("parses");
-        let msg = ServerConfig::from_file(f, &[], "m.toml")
-            .expect_err("above TCP_KEEPIDLE's range")
-            .to_string();
+        let msg = from_text("[limits]\ntcp_keepalive_secs = 40000\n")
+            .expect_err("above TCP_KEEPIDLE's range");
         assert!(
             msg.contains("limits.tcp_keepalive_secs") && msg.contains("1 to 32767"),
             "{msg}"
