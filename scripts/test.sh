@@ -15,6 +15,14 @@ done
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# A clean build of every test binary plus the release load test takes about 4 GB; a disk
+# that fills mid-build fails with a linker I/O error far from the cause, so say it first.
+free_kib=$(df -Pk . | awk 'NR == 2 { print $4 }')
+if [ "${free_kib:-0}" -lt $((6 * 1024 * 1024)) ]; then
+    echo "warning: only $((free_kib / 1024)) MiB free on $(pwd): the build needs about 4 GB;" \
+        "free some space (for example cargo clean in other checkouts) if it fails" >&2
+fi
+
 step "installing test dependencies"
 scripts/install-test-deps.sh
 
