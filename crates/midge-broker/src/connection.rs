@@ -240,6 +240,11 @@ impl Connection {
         self.origin = Some(Box::new((peer, listener)));
     }
 
+    /// The client's address, if `set_origin` gave it.
+    pub fn peer(&self) -> Option<std::net::SocketAddr> {
+        self.origin.as_ref().map(|o| o.0)
+    }
+
     /// The broker.
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker

@@ -21,7 +21,7 @@ use tracing::{debug, info, warn};
 
 use crate::auth::{listener_auth, AuthFiles, AuthPool, AuthSettings};
 use crate::config::{ListenerConfig, ListenerKind};
-use crate::driver::{self, ConnSetup, DriverConfig};
+use crate::driver::{self, Closer, ConnSetup, DriverConfig};
 use crate::limits::{SlotGuard, Slots};
 use crate::transport::tls::{self, TlsAcceptorHandle};
 use crate::transport::ws;
@@ -207,17 +207,18 @@ pub async fn accept_loop(listener: BoundListener, shared: Shared) {
         info!(%addr, "listening for MQTT on {}://{addr}", kind.scheme());
     }
     let stop = listener.stop.clone();
-    // The listener's connections stop with the server or with the listener.
-    let shared = Shared {
-        shutdown: stop.clone(),
-        ..shared
-    };
+    // The listener's connections stop with the server or with the listener (`stop` is a
+    // child of the server's shutdown).
+    let closer = Closer::new();
     loop {
         let accepted = tokio::select! {
             // Cancel-safe: `accept` loses no connection when dropped.
             r = listener.tcp.accept() => r,
             // Cancel-safe: level-triggered.
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => {
+                closer.close();
+                return;
+            }
         };
         let (stream, peer) = match accepted {
             Ok(x) => x,
@@ -249,19 +250,23 @@ pub async fn accept_loop(listener: BoundListener, shared: Shared) {
                     peer,
                     setup(s, &rt, None),
                     cfg,
-                    s.shutdown.clone(),
+                    &closer,
                     permit,
                 ));
             }
             Some(handshake) => {
-                s.tasks.spawn(handshake_then_drive(
-                    handshake,
+                let admitted = Admitted {
                     stream,
                     peer,
+                    permit,
+                };
+                s.tasks.spawn(handshake_then_drive(
+                    handshake,
+                    admitted,
                     rt,
                     shared.clone(),
                     cfg,
-                    permit,
+                    closer.clone(),
                 ));
             }
         }
@@ -309,20 +314,30 @@ impl Handshake {
     }
 }
 
+/// An accepted connection with its slots.
+struct Admitted {
+    stream: TcpStream,
+    peer: SocketAddr,
+    permit: Permit,
+}
+
 /// TLS and WebSocket handshakes, within the connect timeout, then the driver.
 async fn handshake_then_drive(
     handshake: Handshake,
-    stream: TcpStream,
-    peer: SocketAddr,
+    admitted: Admitted,
     rt: Arc<ListenerRuntime>,
     s: Shared,
     cfg: Arc<DriverConfig>,
-    permit: Permit,
+    closer: Arc<Closer>,
 ) {
+    let Admitted {
+        stream,
+        peer,
+        permit,
+    } = admitted;
     let deadline = tokio::time::Instant::now() + cfg.connect_timeout;
     // A WebSocket message holds at most one maximum-size packet plus its framing.
     let max_message = cfg.limits.max_packet_size as usize + 16;
-    let shutdown = s.shutdown.clone();
     let tls = rt.tls.clone();
     match handshake {
         Handshake::Tls => {
@@ -330,7 +345,7 @@ async fn handshake_then_drive(
                 return;
             };
             let setup = setup(&s, &rt, tls::peer_identity(&t));
-            driver::drive(t, peer, setup, cfg, shutdown, permit).await
+            driver::drive(t, peer, setup, cfg, &closer, permit).await
         }
         Handshake::Ws => {
             let handshake = ws::accept(stream, &rt.ws_path, max_message);
@@ -338,7 +353,7 @@ async fn handshake_then_drive(
                 return;
             };
             let setup = setup(&s, &rt, None);
-            driver::drive(w, peer, setup, cfg, shutdown, permit).await
+            driver::drive(w, peer, setup, cfg, &closer, permit).await
         }
         Handshake::TlsThenWs => {
             let Some(t) = within(deadline, peer, "TLS", tls_accept(tls, stream)).await else {
@@ -350,7 +365,7 @@ async fn handshake_then_drive(
                 return;
             };
             let setup = setup(&s, &rt, identity);
-            driver::drive(w, peer, setup, cfg, shutdown, permit).await
+            driver::drive(w, peer, setup, cfg, &closer, permit).await
         }
     }
 }
