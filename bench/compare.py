@@ -117,9 +117,18 @@ class Broker:
             open(conf, "w").write(RUMQTTD_CONF.format(port=self.port))
             cmd = [RUMQTTD, "--config", conf]
         env = dict(os.environ, RUST_LOG="warn")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     env=env, preexec_fn=raise_nofile)
-        wait_port(self.port)
+        log = os.path.join(data, "broker.log")
+        with open(log, "w") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                         env=env, preexec_fn=raise_nofile)
+        try:
+            wait_port(self.port)
+        except RuntimeError as e:
+            self.proc.kill()
+            self.proc.wait()
+            with open(log) as f:
+                tail = f.read()[-2000:]
+            raise RuntimeError(f"{self.name}: {e}; its output:\n{tail}") from None
 
     def stop(self):
         if self.proc:

@@ -497,3 +497,29 @@ fn bench_at_a_fixed_rate_sends_no_more_than_the_rate_and_loses_nothing() {
         assert_eq!(report["out_of_order"], 0, "{report}");
     }
 }
+
+#[test]
+fn bench_conn_from_several_source_addresses_runs_back_to_back() {
+    let b = start(&[]);
+    // The second run meets the first one's ports in TIME_WAIT.
+    for _ in 0..2 {
+        let o = run(&[
+            "bench",
+            "conn",
+            "-p",
+            &b.port,
+            "-n",
+            "300",
+            "--source-ips",
+            "4",
+            "--hold",
+            "0",
+            "--quiet",
+            "--json",
+        ]);
+        assert!(o.status.success(), "{o:?}");
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(report["connections"], 300, "{report}");
+        assert_eq!(report["failures"], 0, "{report}");
+    }
+}
