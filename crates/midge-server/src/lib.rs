@@ -26,7 +26,7 @@ use midge_storage::GroupCommitStore;
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::warn;
+use tracing::{info, warn};
 
 use auth::AuthPool;
 pub use config::{
@@ -184,6 +184,14 @@ impl Server {
             self.config.max_connections,
             &self.config.limits,
         ));
+        let budget_mib = limits.memory_budget() >> 20;
+        match self.config.limits.memory_budget {
+            Some(_) => info!(budget_mib, "memory budget: limits.memory_budget_mib"),
+            None => info!(
+                budget_mib,
+                "memory budget: three quarters of the memory limit (RAM or cgroup limit, the lower); set limits.memory_budget_mib to choose"
+            ),
+        }
         self.broker.limits.publish_rate.store(
             self.config.limits.publish_rate,
             std::sync::atomic::Ordering::Relaxed,

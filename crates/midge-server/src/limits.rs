@@ -211,7 +211,7 @@ impl Limits {
         self.bytes_rate.store(rates.bytes_rate, Ordering::Relaxed);
         let budget = rates
             .memory_budget
-            .unwrap_or_else(|| crate::process::machine_memory().map_or(u64::MAX, |m| m / 4 * 3));
+            .unwrap_or_else(|| crate::process::memory_limit().map_or(u64::MAX, |m| m / 4 * 3));
         self.memory_budget.store(budget, Ordering::Relaxed);
     }
 

@@ -6,9 +6,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{midge, start};
@@ -227,4 +228,55 @@ fn check_config_opens_the_files_serve_opens_and_parses_the_log_level() {
     std::fs::write(&acl, "topic readwrite a/#\n").unwrap();
     let (code, err) = check(&acl_conf);
     assert_eq!(code, Some(0), "{err}");
+}
+
+/// Runs `midge serve` inside a new memory cgroup limited to 512 MiB, when this machine lets
+/// the test make one (root, cgroup v1 memory controller or v2 with it enabled).
+#[test]
+fn the_default_memory_budget_follows_a_cgroup_memory_limit() {
+    let name = format!("midge-test-{}", std::process::id());
+    let (dir, limit_file) = if Path::new("/sys/fs/cgroup/memory/cgroup.procs").exists() {
+        (
+            Path::new("/sys/fs/cgroup/memory").join(&name),
+            "memory.limit_in_bytes",
+        )
+    } else {
+        (Path::new("/sys/fs/cgroup").join(&name), "memory.max")
+    };
+    if std::fs::create_dir(&dir).is_err() {
+        eprintln!("skipped: cannot create the cgroup {}", dir.display());
+        return;
+    }
+    struct Remove(PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _cgroup = Remove(dir.clone());
+    if let Err(e) = std::fs::write(dir.join(limit_file), (512u64 << 20).to_string()) {
+        eprintln!("skipped: cannot limit the cgroup's memory: {e}");
+        return;
+    }
+    let script = format!(
+        "echo $$ > {} && exec \"$0\" serve --in-memory --listen 127.0.0.1:0",
+        dir.join("cgroup.procs").display()
+    );
+    let mut broker = Command::new("sh")
+        .args(["-c", &script, env!("CARGO_BIN_EXE_midge")])
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stderr = broker.stderr.take().expect("stderr");
+    let line = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.contains("memory budget"));
+    let _ = broker.kill();
+    let _ = broker.wait();
+    let line = line.expect("a memory budget line");
+    assert!(line.contains("budget_mib=384"), "{line}");
 }
