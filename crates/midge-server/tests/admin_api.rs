@@ -492,10 +492,33 @@ async fn clients(seen: Seen) {
         (r.status, r.json()["error"].clone()),
         (404, json!("no client connected with this id"))
     );
+    // A method a path does not serve, and rejections of axum's extractors, are JSON errors
+    // like the API's own.
+    let r = http(
+        s.api.addr,
+        "put",
+        &s.api.target("/api/v1/clients"),
+        &s.api.headers(),
+        b"",
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.media_type().as_str()),
+        (405, "application/json")
+    );
+    assert!(r.json()["error"].is_string(), "{}", r.text());
     let r = s.api.get("/api/v1/clients?limit=abc").await;
-    assert_eq!(r.status, 400);
+    assert_eq!(
+        (r.status, r.media_type().as_str()),
+        (400, "application/json")
+    );
+    assert!(r.json()["error"].is_string(), "{}", r.text());
     let r = s.api.get("/api/v1/clients/%FF").await;
-    assert_eq!(r.status, 400);
+    assert_eq!(
+        (r.status, r.media_type().as_str()),
+        (400, "application/json")
+    );
+    assert!(r.json()["error"].is_string(), "{}", r.text());
 
     drop(raw);
     drop(odd);
@@ -934,7 +957,12 @@ async fn retained(seen: Seen) {
         );
     }
     let r = s.api.get("/api/v1/retained?limit=x").await;
-    assert_eq!((r.status, r.media_type().as_str()), (400, "text/plain"));
+    assert_eq!(
+        (r.status, r.media_type().as_str()),
+        (400, "application/json")
+    );
+    let error = r.json()["error"].as_str().unwrap_or_default().to_owned();
+    assert!(error.contains("limit"), "{error}");
 
     let r = s.api.delete("/api/v1/retained?topic=ret/text").await;
     assert_eq!((r.status, r.body.len()), (204, 0));
@@ -1263,7 +1291,10 @@ async fn watch(seen: Seen) {
         );
     }
     let r = api.get("/api/v1/watch?limit=many").await;
-    assert_eq!((r.status, r.media_type().as_str()), (400, "text/plain"));
+    assert_eq!(
+        (r.status, r.media_type().as_str()),
+        (400, "application/json")
+    );
     assert_eq!(
         s.server.broker.watch_count(),
         1,

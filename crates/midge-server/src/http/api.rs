@@ -54,6 +54,32 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/v1/watch", get(watch))
 }
 
+/// An axum extractor (`Query`, `Path`) whose rejection (`?limit=ten`, a client id that is not
+/// UTF-8) is answered like every other API error, as JSON, instead of as axum's plain text.
+struct Api<E>(E);
+
+impl<E, S> axum::extract::FromRequestParts<S> for Api<E>
+where
+    E: axum::extract::FromRequestParts<S>,
+    E::Rejection: std::fmt::Display,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        E::from_request_parts(parts, state)
+            .await
+            .map(Api)
+            .map_err(|e| {
+                let message = e.to_string();
+                error(e.into_response().status(), &message)
+            })
+    }
+}
+
 /// An error response.
 pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
@@ -177,7 +203,10 @@ struct ClientList {
     clients: Vec<ClientView>,
 }
 
-async fn list_clients(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Json<ClientList> {
+async fn list_clients(
+    State(s): State<AppState>,
+    Api(Query(q)): Api<Query<ListQuery>>,
+) -> Json<ClientList> {
     let snaps = s
         .control
         .broker
@@ -187,7 +216,7 @@ async fn list_clients(State(s): State<AppState>, Query(q): Query<ListQuery>) -> 
     Json(ClientList { total, clients })
 }
 
-async fn get_client(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+async fn get_client(State(s): State<AppState>, Api(Path(id)): Api<Path<String>>) -> Response {
     match s
         .control
         .broker
@@ -200,7 +229,7 @@ async fn get_client(State(s): State<AppState>, Path(id): Path<String>) -> Respon
     }
 }
 
-async fn kick(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+async fn kick(State(s): State<AppState>, Api(Path(id)): Api<Path<String>>) -> Response {
     if s.control.broker.kick(&id) {
         tracing::info!(client_id = %id, "client kicked through the admin API");
         Json(serde_json::json!({ "kicked": id })).into_response()
@@ -277,7 +306,10 @@ struct SessionList {
     sessions: Vec<SessionView>,
 }
 
-async fn list_sessions(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Json<SessionList> {
+async fn list_sessions(
+    State(s): State<AppState>,
+    Api(Query(q)): Api<Query<ListQuery>>,
+) -> Json<SessionList> {
     let snaps = s
         .control
         .broker
@@ -291,14 +323,14 @@ async fn list_sessions(State(s): State<AppState>, Query(q): Query<ListQuery>) ->
     Json(SessionList { total, sessions })
 }
 
-async fn get_session(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+async fn get_session(State(s): State<AppState>, Api(Path(id)): Api<Path<String>>) -> Response {
     match s.control.broker.session_snapshot(&id) {
         Some(snap) => Json(session_view(&snap, true)).into_response(),
         None => error(StatusCode::NOT_FOUND, "no session with this client id"),
     }
 }
 
-async fn delete_session(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+async fn delete_session(State(s): State<AppState>, Api(Path(id)): Api<Path<String>>) -> Response {
     if s.control.broker.delete_session(&id, crate::driver::now()) {
         tracing::info!(client_id = %id, "session deleted through the admin API");
         StatusCode::NO_CONTENT.into_response()
@@ -315,7 +347,7 @@ struct SubscriptionList {
 
 async fn list_subscriptions(
     State(s): State<AppState>,
-    Query(q): Query<ListQuery>,
+    Api(Query(q)): Api<Query<ListQuery>>,
 ) -> Json<SubscriptionList> {
     let by_client = q.client_id.clone();
     let snaps = s
@@ -396,7 +428,10 @@ fn parse_filter(f: Option<&str>) -> Result<TopicFilter, Box<Response>> {
     })
 }
 
-async fn list_retained(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Response {
+async fn list_retained(
+    State(s): State<AppState>,
+    Api(Query(q)): Api<Query<ListQuery>>,
+) -> Response {
     let filter = match parse_filter(q.filter.as_deref()) {
         Ok(f) => f,
         Err(r) => return *r,
@@ -412,7 +447,7 @@ async fn list_retained(State(s): State<AppState>, Query(q): Query<ListQuery>) ->
 
 async fn delete_retained(
     State(s): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    Api(Query(q)): Api<Query<HashMap<String, String>>>,
 ) -> Response {
     let Some(topic) = q.get("topic") else {
         return error(StatusCode::BAD_REQUEST, "give the topic: ?topic=a/b");
@@ -534,7 +569,7 @@ impl Drop for WatchGuard {
     }
 }
 
-async fn watch(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Response {
+async fn watch(State(s): State<AppState>, Api(Query(q)): Api<Query<ListQuery>>) -> Response {
     let filter = match parse_filter(q.filter.as_deref()) {
         Ok(f) => f,
         Err(r) => return *r,

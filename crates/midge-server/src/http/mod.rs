@@ -180,6 +180,12 @@ fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::metrics))
         .merge(api)
         .fallback(|| async { api::error(StatusCode::NOT_FOUND, "no such path") })
+        .method_not_allowed_fallback(|| async {
+            api::error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this path (see /api/openapi.json)",
+            )
+        })
         .with_state(state)
 }
 
