@@ -83,12 +83,19 @@ impl Control {
         let count = {
             let entries = self.listeners.lock();
             for lc in &new.listeners {
-                let found = entries
-                    .iter()
-                    .position(|e| e.configured.addr == lc.addr && e.configured.kind == lc.kind);
+                // Matched by address alone: a listener whose kind changes (`mqtt` to `ws`)
+                // keeps its socket and serves new connections with the new kind; binding a
+                // second socket first would find the address taken.
+                let found = entries.iter().position(|e| e.configured.addr == lc.addr);
                 match found {
                     Some(i) => {
-                        let name = entries[i].runtime.load().name.clone();
+                        let e = &entries[i];
+                        let name = match (e.configured.kind == lc.kind, e.local_addr) {
+                            (false, Some(bound)) => {
+                                format!("{}://{bound}", lc.kind.scheme()).into()
+                            }
+                            _ => e.runtime.load().name.clone(),
+                        };
                         // Loading checks every file and certificate, also for in-place
                         // reloads.
                         let rt = ListenerRuntime::load(lc.clone(), name, &new.auth, pool.as_ref())

@@ -438,6 +438,47 @@ async fn reload_adds_and_removes_listeners_and_keeps_clients() {
 }
 
 #[tokio::test]
+async fn reload_changes_a_listeners_kind_on_the_same_socket() {
+    let s = server(|_| {}).await;
+    let addr = s.local_addrs[0];
+    let mut stays = Client::v311(addr, "stays").await;
+    let mut c = s.control.config.lock().clone();
+    c.listeners[0].kind = midge_server::config::ListenerKind::Ws;
+    c.listeners[0].ws_path = "/mqtt".into();
+    let report = s.control.reload_with(c).await.expect("reload");
+    assert!(
+        report.contains(&format!("listener ws://{addr} changed")),
+        "{report:?}"
+    );
+    // The connection made over plain MQTT stays; new ones must speak WebSocket.
+    stays.ping().await;
+    let mut ws = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let upgrade = format!(
+        "GET /mqtt HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: mqtt\r\n\r\n"
+    );
+    ws.write_all(upgrade.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 256];
+    let n = tokio::time::timeout(TIMEOUT, ws.read(&mut buf))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+    // And back: plain MQTT again on the same socket.
+    let mut c = s.control.config.lock().clone();
+    c.listeners[0].kind = midge_server::config::ListenerKind::Mqtt;
+    let report = s.control.reload_with(c).await.expect("reload");
+    assert!(
+        report.contains(&format!("listener mqtt://{addr} changed")),
+        "{report:?}"
+    );
+    Client::v311(addr, "plain-again").await.ping().await;
+    stays.ping().await;
+}
+
+#[tokio::test]
 async fn reload_of_password_and_acl_files_applies_to_connected_clients() {
     let pass = temp_file("passwd", &password_text(&[("alice", "one")]));
     let acl = temp_file("acl", "user alice\ntopic read news/#\n");
