@@ -88,13 +88,16 @@ struct Active {
     aliases: Option<Box<U16Map<TopicName>>>,
     connect_expiry: u32,
     resend: Vec<OutItem>,
-    /// The enhanced authentication method of CONNECT; re-authentication must use it.
-    auth_method: Option<MqttString>,
+    /// The enhanced authentication method of CONNECT; re-authentication must use it. Boxed:
+    /// rarely set.
+    auth_method: Option<Box<MqttString>>,
     /// A re-authentication exchange in progress.
     reauth: Option<Box<dyn AuthExchange>>,
     /// Acknowledgements that promise durability, held until their store ticket is on
     /// disk, in order.
     held_acks: VecDeque<(u64, Packet)>,
+    /// Who is connected (shared with the session's attachment).
+    info: Arc<crate::session::ClientInfo>,
 }
 
 #[derive(Debug)]
@@ -240,9 +243,13 @@ impl Connection {
         self.origin = Some(Box::new((peer, listener)));
     }
 
-    /// The client's address, if `set_origin` gave it.
+    /// The client's address, if `set_origin` gave it (until `finish`).
     pub fn peer(&self) -> Option<std::net::SocketAddr> {
-        self.origin.as_ref().map(|o| o.0)
+        match (&self.origin, &self.state) {
+            (Some(o), _) => Some(o.0),
+            (None, State::Active(a)) => a.info.peer,
+            (None, _) => None,
+        }
     }
 
     /// The broker.

@@ -280,3 +280,39 @@ fn the_default_memory_budget_follows_a_cgroup_memory_limit() {
     let line = line.expect("a memory budget line");
     assert!(line.contains("budget_mib=384"), "{line}");
 }
+
+#[test]
+fn connect_and_disconnect_lines_name_the_clients_address() {
+    let b = start(&[]);
+    let o = midge()
+        .args([
+            "pub",
+            "-p",
+            &b.port,
+            "-i",
+            "addr-test",
+            "-t",
+            "t",
+            "-m",
+            "m",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline && seen.len() < 2 {
+        if let Ok(line) = b.logs.recv_timeout(Duration::from_millis(100)) {
+            if line.contains("client_id=addr-test")
+                && (line.contains(" connected ") || line.contains(" disconnected "))
+            {
+                seen.push(line);
+            }
+        }
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for line in &seen {
+        assert!(line.contains("peer=127.0.0.1:"), "{line}");
+        assert!(!line.contains("peer=0.0.0.0:0"), "{line}");
+    }
+}

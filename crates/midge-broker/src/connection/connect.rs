@@ -261,7 +261,7 @@ impl Connection {
         let State::Active(active) = &mut self.state else {
             return Ok(());
         };
-        let Some(method) = active.auth_method.clone() else {
+        let Some(method) = active.auth_method.as_deref().cloned() else {
             return Err(self.violation(
                 ReasonCode::ProtocolError,
                 "[MQTT-4.12.0-1] AUTH without an authentication method in CONNECT",
@@ -505,6 +505,16 @@ impl Connection {
             policy: config.queue_full_policy,
             queue_qos0_offline: config.queue_qos0_offline,
         };
+        // Kept by the connection too: its logs name the peer.
+        let info = Arc::new(ClientInfo {
+            peer: self.origin.as_ref().map(|o| o.0),
+            // Not needed after CONNECT: freed here.
+            listener: self.origin.take().map_or_else(|| Arc::from(""), |o| o.1),
+            username: username.clone(),
+            keep_alive,
+            clean_start: c.clean_start,
+            connected_at: now,
+        });
         let attached = self.broker.connect(
             ConnectRequest {
                 client_id: client_id.clone(),
@@ -514,15 +524,7 @@ impl Connection {
                 will,
                 limits,
                 notify: self.notify.clone(),
-                info: Arc::new(ClientInfo {
-                    peer: self.origin.as_ref().map(|o| o.0),
-                    // Not needed after CONNECT: freed here.
-                    listener: self.origin.take().map_or_else(|| Arc::from(""), |o| o.1),
-                    username: username.clone(),
-                    keep_alive,
-                    clean_start: c.clean_start,
-                    connected_at: now,
-                }),
+                info: info.clone(),
             },
             now,
         );
@@ -533,7 +535,7 @@ impl Connection {
             Vec::new()
         };
         let mut properties = ConnAckProperties::default();
-        let auth_method = enhanced.as_ref().map(|(m, _)| m.clone());
+        let auth_method = enhanced.as_ref().map(|(m, _)| Box::new(m.clone()));
         if v5 {
             properties.receive_maximum = NonZeroU16::new(config.receive_maximum);
             properties.maximum_packet_size = NonZeroU32::new(config.max_packet_size);
@@ -579,6 +581,7 @@ impl Connection {
             auth_method,
             reauth: None,
             held_acks: VecDeque::new(),
+            info,
         }));
         Ok(ConnectInfo {
             client_id,
