@@ -113,13 +113,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .map_err(|e| format!("{e:#}"))
     });
     runtime.block_on(async move {
+        // Before anything listens: a SIGTERM that arrives once clients can connect must
+        // stop the broker gracefully, not kill it with the default action.
+        let mut signals = Signals::listen()?;
         let mut server = Server::bind(config).await?.with_config_source(source);
         if let Some(probe) = crate::heap::probe() {
             server = server.with_heap_probe(probe);
         }
         let running = server.start();
         tracing::info!(version = env!("CARGO_PKG_VERSION"), "midge started");
-        wait_for_signal(&running).await?;
+        signals.wait(&running).await?;
         tracing::info!("shutting down");
         running.shutdown(Duration::from_secs(10)).await;
         tracing::info!("stopped");
@@ -247,25 +250,43 @@ fn init_logging(log: &midge_server::config::LogConfig, verbose: u8) -> anyhow::R
     Ok(())
 }
 
-/// Waits for SIGINT or SIGTERM; SIGHUP reloads the configuration (and with it certificates,
-/// password and ACL files) meanwhile.
-async fn wait_for_signal(running: &midge_server::RunningServer) -> anyhow::Result<()> {
+/// The signals `midge serve` handles, listened for from the start.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-        let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Signals {
+                term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+                int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+                hup: signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    /// Waits for SIGINT or SIGTERM; SIGHUP reloads the configuration (and with it
+    /// certificates, password and ACL files) meanwhile.
+    async fn wait(&mut self, running: &midge_server::RunningServer) -> anyhow::Result<()> {
+        #[cfg(unix)]
         loop {
             tokio::select! {
-                // Cancel-safe: signal futures can be dropped and recreated.
-                r = tokio::signal::ctrl_c() => {
-                    r.context("cannot listen for SIGINT")?;
-                    break;
-                }
+                // Cancel-safe: a signal stream keeps what arrived until it is read.
+                _ = self.int.recv() => break,
                 // Cancel-safe: as above.
-                _ = term.recv() => break,
+                _ = self.term.recv() => break,
                 // Cancel-safe: as above.
-                _ = hup.recv() => {
+                _ = self.hup.recv() => {
                     tracing::info!("SIGHUP: reloading the configuration, certificates, password and ACL files");
                     if let Err(e) = running.reload().await {
                         tracing::warn!(error = %e, "reload refused; the running configuration stays");
@@ -273,12 +294,13 @@ async fn wait_for_signal(running: &midge_server::RunningServer) -> anyhow::Resul
                 }
             }
         }
+        #[cfg(not(unix))]
+        {
+            let _ = running;
+            tokio::signal::ctrl_c()
+                .await
+                .context("cannot listen for Ctrl-C")?;
+        }
+        Ok(())
     }
-    #[cfg(not(unix))]
-    let _ = running;
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot listen for Ctrl-C")?;
-    Ok(())
 }
