@@ -98,6 +98,29 @@ struct Active {
     held_acks: VecDeque<(u64, Packet)>,
     /// Who is connected (shared with the session's attachment).
     info: Arc<crate::session::ClientInfo>,
+    /// The limits in force when the client connected (a 5.0 client was told them in
+    /// CONNACK): a reload that lowers them applies from the client's next connection.
+    told: Told,
+}
+
+/// What the broker accepts from a client, as of its CONNECT.
+#[derive(Debug, Clone, Copy)]
+struct Told {
+    receive_maximum: u16,
+    topic_alias_maximum: u16,
+    max_qos: QoS,
+    retain_available: bool,
+}
+
+impl Told {
+    fn from(config: &crate::BrokerConfig) -> Self {
+        Told {
+            receive_maximum: config.receive_maximum,
+            topic_alias_maximum: config.topic_alias_maximum,
+            max_qos: config.max_qos,
+            retain_available: config.retain_available,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -696,12 +719,15 @@ impl Connection {
     }
 
     fn route_publish(&mut self, p: Publish, now: Timestamp) -> Result<(), CloseReason> {
-        let config = self.broker.config();
         let v5 = self.version.is_v5();
-        let max_qos = config.max_qos;
-        let retain_available = config.retain_available;
-        let alias_max = config.topic_alias_maximum;
-        let receive_max = config.receive_maximum;
+        let told = match &self.state {
+            State::Active(a) => a.told,
+            _ => Told::from(&self.broker.config()),
+        };
+        let max_qos = told.max_qos;
+        let retain_available = told.retain_available;
+        let alias_max = told.topic_alias_maximum;
+        let receive_max = told.receive_maximum;
         if p.qos.qos() > max_qos {
             return Err(self.violation(
                 ReasonCode::QoSNotSupported,

@@ -479,6 +479,51 @@ async fn reload_changes_a_listeners_kind_on_the_same_socket() {
 }
 
 #[tokio::test]
+async fn lowered_protocol_limits_apply_from_a_clients_next_connection() {
+    let s = server(|_| {}).await;
+    let addr = s.local_addrs[0];
+    let mut before = Client::v5(addr, "told-before").await;
+    let mut sub = Client::v5(addr, "watcher").await;
+    sub.subscribe("limits/#", Q0).await;
+    let mut c = s.control.config.lock().clone();
+    c.broker.max_qos = Q1;
+    c.broker.topic_alias_maximum = 0;
+    c.broker.receive_maximum = 1;
+    s.control.reload_with(c).await.expect("reload");
+    // Its CONNACK promised QoS 2, 64 aliases and 64 QoS 2 messages in flight: still so.
+    let mut p = publish("limits/a", Q2, 7, b"aliased");
+    p.properties.topic_alias = Some(nz16(5));
+    let rec = before.publish_flow(p).await.expect("PUBREC");
+    assert_eq!(rec.code, ReasonCode::Success);
+    let mut p = publish("unused", Q2, 8, b"by alias");
+    p.topic = None;
+    p.properties.topic_alias = Some(nz16(5));
+    before.send_publish(p).await;
+    before
+        .send_publish(publish("limits/b", Q2, 9, b"second"))
+        .await;
+    for id in [pid(8), pid(9)] {
+        let rec = before
+            .recv_matching("PUBREC", |p| match p {
+                Packet::PubRec(a) if a.packet_id == id => Some(a.clone()),
+                _ => None,
+            })
+            .await;
+        assert_eq!(rec.code, ReasonCode::Success, "{id}");
+    }
+    for payload in [&b"aliased"[..], b"by alias"] {
+        assert_eq!(&sub.recv_publish().await.payload[..], payload);
+    }
+    // A client connecting now is told the new limits, and held to them.
+    let (mut after, ack) = Client::connect_ok(addr, connect_packet(V5, "told-after")).await;
+    assert_eq!(ack.properties.maximum_qos, Some(Q1));
+    assert_eq!(ack.properties.topic_alias_maximum, None);
+    assert_eq!(ack.properties.receive_maximum, Some(nz16(1)));
+    after.send_publish(publish("limits/c", Q2, 1, b"x")).await;
+    after.expect_disconnect(ReasonCode::QoSNotSupported).await;
+}
+
+#[tokio::test]
 async fn reload_of_password_and_acl_files_applies_to_connected_clients() {
     let pass = temp_file("passwd", &password_text(&[("alice", "one")]));
     let acl = temp_file("acl", "user alice\ntopic read news/#\n");

@@ -582,6 +582,7 @@ impl Connection {
             reauth: None,
             held_acks: VecDeque::new(),
             info,
+            told: super::Told::from(&config),
         }));
         Ok(ConnectInfo {
             client_id,
