@@ -132,12 +132,38 @@ impl AuthFiles {
     }
 }
 
-/// Loads a listener's password and ACL files.
+/// File contents read by a reload for the password and ACL objects that connections
+/// already hold, applied only when the reload commits (a reload is all or nothing).
+#[derive(Debug, Default)]
+pub struct PendingAuth {
+    password: Option<(Arc<PasswordAuthenticator>, PasswordFile)>,
+    acl: Option<(Arc<AclAuthorizer>, AclFile)>,
+}
+
+impl PendingAuth {
+    /// Swaps the new contents in: the connections that hold these objects use them from
+    /// their next check.
+    pub fn apply(self) {
+        if let Some((authn, file)) = self.password {
+            authn.reload(file);
+        }
+        if let Some((authz, file)) = self.acl {
+            authz.reload(file);
+        }
+    }
+}
+
+/// Loads a listener's password and ACL files. With `reuse` (the files of the listener a
+/// reload changes), a listener that had a password or ACL file and still has one keeps
+/// the same authenticator and authorizer objects, so that the connections already open
+/// follow the new file (also when its path changed) once the returned `PendingAuth` is
+/// applied.
 pub fn listener_auth(
     c: &ListenerConfig,
     settings: &AuthSettings,
     pool: Option<&Arc<AuthPool>>,
-) -> Result<(ListenerAuth, AuthFiles), String> {
+    reuse: Option<&AuthFiles>,
+) -> Result<(ListenerAuth, AuthFiles, PendingAuth), String> {
     let mut auth = ListenerAuth {
         allow_anonymous: c.allow_anonymous,
         use_identity_as_username: c.tls.as_ref().is_some_and(|t| t.use_identity_as_username),
@@ -146,10 +172,17 @@ pub fn listener_auth(
         ..Default::default()
     };
     let mut files = AuthFiles::default();
+    let mut pending = PendingAuth::default();
     if let Some(path) = &c.password_file {
         let file = PasswordFile::load(path).map_err(|e| e.to_string())?;
         info!(file = %path.display(), users = file.len(), "password file loaded");
-        let authn = Arc::new(PasswordAuthenticator::new(file));
+        let authn = match reuse.and_then(|r| r.password.as_ref()) {
+            Some((_, held)) => {
+                pending.password = Some((held.clone(), file));
+                held.clone()
+            }
+            None => Arc::new(PasswordAuthenticator::new(file)),
+        };
         auth.authenticators.push(authn.clone());
         auth.enhanced
             .push(Arc::new(ScramAuthenticator::new(authn.clone())));
@@ -161,9 +194,15 @@ pub fn listener_auth(
             warn!(file = %path.display(), "{w}");
         }
         info!(file = %path.display(), rules = file.rule_count(), "ACL file loaded");
-        let authz = Arc::new(AclAuthorizer::new(file));
+        let authz = match reuse.and_then(|r| r.acl.as_ref()) {
+            Some((_, held)) => {
+                pending.acl = Some((held.clone(), file));
+                held.clone()
+            }
+            None => Arc::new(AclAuthorizer::new(file)),
+        };
         auth.authorizers.push(authz.clone());
         files.acl = Some((path.clone(), authz));
     }
-    Ok((auth, files))
+    Ok((auth, files, pending))
 }

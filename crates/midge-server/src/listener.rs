@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::auth::{listener_auth, AuthFiles, AuthPool, AuthSettings};
+use crate::auth::{listener_auth, AuthFiles, AuthPool, AuthSettings, PendingAuth};
 use crate::config::{ListenerConfig, ListenerKind};
 use crate::driver::{self, Closer, ConnSetup, DriverConfig};
 use crate::limits::{SlotGuard, Slots};
@@ -56,6 +56,19 @@ impl ListenerRuntime {
         settings: &AuthSettings,
         pool: Option<&Arc<AuthPool>>,
     ) -> std::io::Result<Self> {
+        Self::load_reusing(config, name, settings, pool, None).map(|(rt, _)| rt)
+    }
+
+    /// `load` for a listener a reload changes: its password and ACL objects are kept
+    /// (see `listener_auth`), and the new contents are applied with the `PendingAuth`
+    /// when the reload commits.
+    pub fn load_reusing(
+        config: ListenerConfig,
+        name: Arc<str>,
+        settings: &AuthSettings,
+        pool: Option<&Arc<AuthPool>>,
+        reuse: Option<&AuthFiles>,
+    ) -> std::io::Result<(Self, PendingAuth)> {
         let alpn = if config.kind.is_ws() {
             tls::ALPN_HTTP1
         } else {
@@ -74,9 +87,9 @@ impl ListenerRuntime {
             )),
             None => None,
         };
-        let (auth, auth_files) =
-            listener_auth(&config, settings, pool).map_err(|e| invalid(e.to_string()))?;
-        Ok(ListenerRuntime {
+        let (auth, auth_files, pending) =
+            listener_auth(&config, settings, pool, reuse).map_err(|e| invalid(e.to_string()))?;
+        let rt = ListenerRuntime {
             ws_path: config.ws_path.as_str().into(),
             slots: Slots::new(config.max_connections.unwrap_or(usize::MAX)),
             config,
@@ -84,7 +97,8 @@ impl ListenerRuntime {
             tls,
             auth: Arc::new(auth),
             auth_files,
-        })
+        };
+        Ok((rt, pending))
     }
 }
 

@@ -16,7 +16,7 @@ use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::auth::AuthPool;
+use crate::auth::{AuthPool, PendingAuth};
 use crate::config::{ListenerConfig, ServerConfig};
 use crate::driver::DriverConfig;
 use crate::listener::{self, BoundListener, ListenerRuntime};
@@ -78,7 +78,7 @@ impl Control {
         }
         // Stage every listener first: any failure leaves everything as it is.
         let pool = self.auth_pool(&new)?;
-        let mut matched: Vec<(usize, ListenerRuntime)> = Vec::new();
+        let mut matched: Vec<(usize, ListenerRuntime, PendingAuth)> = Vec::new();
         let mut to_add = Vec::new();
         let count = {
             let entries = self.listeners.lock();
@@ -97,10 +97,18 @@ impl Control {
                             _ => e.runtime.load().name.clone(),
                         };
                         // Loading checks every file and certificate, also for in-place
-                        // reloads.
-                        let rt = ListenerRuntime::load(lc.clone(), name, &new.auth, pool.as_ref())
-                            .map_err(|e| e.to_string())?;
-                        matched.push((i, rt));
+                        // reloads. The password and ACL objects the listener's connections
+                        // hold are kept, and get the new contents if the reload commits.
+                        let held = e.runtime.load();
+                        let (rt, pending) = ListenerRuntime::load_reusing(
+                            lc.clone(),
+                            name,
+                            &new.auth,
+                            pool.as_ref(),
+                            Some(&held.auth_files),
+                        )
+                        .map_err(|e| e.to_string())?;
+                        matched.push((i, rt, pending));
                     }
                     None => to_add.push(lc.clone()),
                 }
@@ -123,10 +131,12 @@ impl Control {
         let mut entries = self.listeners.lock();
         debug_assert_eq!(entries.len(), count, "reloads are serialized");
         let mut keep = vec![false; entries.len()];
-        for (i, rt) in matched {
+        for (i, rt, pending) in matched {
             keep[i] = true;
             let e = &mut entries[i];
             if e.configured == rt.config && old.auth == new.auth {
+                // The running objects are the same; read the files once more below.
+                drop(pending);
                 let running = e.runtime.load();
                 if let Err(err) = running.auth_files.reload() {
                     warn!(error = %err, "a file changed again during the reload; the previous version stays");
@@ -138,6 +148,7 @@ impl Control {
                 }
             } else {
                 report.push(format!("listener {} changed", rt.name));
+                pending.apply();
                 // Same socket, same connections: they keep counting against its limit.
                 let mut rt = rt;
                 rt.slots = e.runtime.load().slots.clone();

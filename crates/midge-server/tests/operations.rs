@@ -523,20 +523,34 @@ async fn lowered_protocol_limits_apply_from_a_clients_next_connection() {
     after.expect_disconnect(ReasonCode::QoSNotSupported).await;
 }
 
-#[tokio::test]
-async fn reload_of_password_and_acl_files_applies_to_connected_clients() {
-    let pass = temp_file("passwd", &password_text(&[("alice", "one")]));
-    let acl = temp_file("acl", "user alice\ntopic read news/#\n");
+/// A server whose listener has a password file (alice, password "one") and the ACL file
+/// `acl`, and alice connected and subscribed to `news/#`.
+async fn alice_under_acl(pass: &str, acl: &std::path::Path) -> (RunningServer, Client) {
+    let pass = temp_file(pass, &password_text(&[("alice", "one")]));
     let s = server(|c| {
-        c.listeners[0].password_file = Some(pass.clone());
-        c.listeners[0].acl_file = Some(acl.clone());
+        c.listeners[0].password_file = Some(pass);
+        c.listeners[0].acl_file = Some(acl.to_path_buf());
         c.auth.failed_login_delay = Duration::from_millis(10);
     })
     .await;
-    let addr = s.local_addrs[0];
-    let (mut alice, _) =
-        Client::connect_ok(addr, login(V311, "alice-1", Some("alice"), Some(b"one"))).await;
+    let (mut alice, _) = Client::connect_ok(
+        s.local_addrs[0],
+        login(V311, "alice-1", Some("alice"), Some(b"one")),
+    )
+    .await;
     alice.subscribe("news/#", Q0).await;
+    (s, alice)
+}
+
+#[tokio::test]
+async fn reload_of_password_and_acl_files_applies_to_connected_clients() {
+    let acl = temp_file("acl", "user alice\ntopic read news/#\n");
+    let (s, mut alice) = alice_under_acl("passwd", &acl).await;
+    let pass = s.control.config.lock().listeners[0]
+        .password_file
+        .clone()
+        .unwrap();
+    let addr = s.local_addrs[0];
     let mut publisher_login = login(V311, "alice-pub", Some("alice"), Some(b"one"));
     publisher_login.clean_start = true;
     let (mut publisher, _) = Client::connect_ok(addr, publisher_login).await;
@@ -556,6 +570,36 @@ async fn reload_of_password_and_acl_files_applies_to_connected_clients() {
     assert_eq!(ack.code, ReasonCode::BadUserNameOrPassword);
     Client::connect_ok(addr, login(V311, "alice-3", Some("alice"), Some(b"two"))).await;
     alice.ping().await;
+}
+
+#[tokio::test]
+async fn a_reload_that_changes_the_listener_and_its_acl_path_reaches_connected_clients() {
+    let acl = temp_file("acl-old", "user alice\ntopic read news/#\n");
+    let moved = temp_file("acl-new", "user alice\ntopic readwrite news/#\n");
+    let (s, mut alice) = alice_under_acl("passwd-moved", &acl).await;
+    alice.publish("news/a", Q0, b"denied").await;
+    alice.expect_nothing().await;
+    // Another ACL file and another listener key in one reload (an invalid reload before
+    // it must leave the running files alone).
+    let mut c = s.control.config.lock().clone();
+    c.listeners[0].acl_file = Some(moved.clone());
+    c.listeners[0].max_connections = Some(100);
+    let mut broken = c.clone();
+    broken.listeners[0].password_file = Some("/nonexistent/midge/passwd".into());
+    s.control.reload_with(broken).await.unwrap_err();
+    alice.publish("news/b", Q0, b"still denied").await;
+    alice.expect_nothing().await;
+    let report = s.control.reload_with(c).await.unwrap();
+    assert!(report.iter().any(|r| r.contains("changed")), "{report:?}");
+    // alice, connected before, now follows the new file.
+    alice.publish("news/c", Q0, b"allowed").await;
+    assert_eq!(&alice.recv_publish().await.payload[..], b"allowed");
+    // And so do later reloads of that file's contents.
+    std::fs::write(&moved, "user alice\ntopic read news/#\n").unwrap();
+    let c = s.control.config.lock().clone();
+    s.control.reload_with(c).await.unwrap();
+    alice.publish("news/d", Q0, b"denied again").await;
+    alice.expect_nothing().await;
 }
 
 #[tokio::test]
