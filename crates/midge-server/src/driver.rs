@@ -116,13 +116,9 @@ impl Closer {
     }
 
     /// Connections registered and not yet ended.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn registered(&self) -> usize {
         self.conns.lock().len()
-    }
-
-    /// True without registered connections.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn register(self: &Arc<Self>, notify: Arc<TaskNotify>) -> Registered {
@@ -537,9 +533,9 @@ mod tests {
         let b = Arc::new(TaskNotify::default());
         let ra = closer.register(a.clone());
         let rb = closer.register(b.clone());
-        assert_eq!(closer.len(), 2);
+        assert_eq!(closer.registered(), 2);
         drop(rb);
-        assert_eq!(closer.len(), 1);
+        assert_eq!(closer.registered(), 1);
         assert!(!closer.is_closed());
         closer.close();
         assert!(closer.is_closed());
@@ -549,7 +545,7 @@ mod tests {
         );
         assert!(!b.woken.load(Ordering::Acquire), "an ended one is not");
         drop(ra);
-        assert!(closer.is_empty());
+        assert_eq!(closer.registered(), 0);
         // One registered after the close finds it set on its first poll.
         let _late = closer.register(Arc::new(TaskNotify::default()));
         assert!(closer.is_closed());

@@ -135,12 +135,10 @@ impl Control {
             keep[i] = true;
             let e = &mut entries[i];
             if e.configured == rt.config && old.auth == new.auth {
-                // The running objects are the same; read the files once more below.
-                drop(pending);
+                // The running password and ACL objects were reused by the staging: give
+                // them the contents it read.
+                pending.apply();
                 let running = e.runtime.load();
-                if let Err(err) = running.auth_files.reload() {
-                    warn!(error = %err, "a file changed again during the reload; the previous version stays");
-                }
                 if let Some(tls) = &running.tls {
                     if let Err(err) = tls.reload(true) {
                         warn!(error = %err, "certificates changed again during the reload; the previous ones stay");
